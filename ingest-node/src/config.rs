@@ -1,0 +1,45 @@
+//! Ingest settings. Plain serde; every field has a documented default.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// How long a shard's writer waits for more requests to join a group commit after the
+    /// first one arrives. Default 2 ms.
+    pub group_commit_window_ms: u64,
+    /// A group commit closes early once it holds this many encoded bytes. Default 16 MiB.
+    pub group_commit_max_bytes: usize,
+    /// Most rows (or ids) one upsert/delete request may carry. Default 10,000.
+    pub max_batch_rows: usize,
+    /// Flush a shard's unflushed WAL tail into a segment once it holds this many rows.
+    /// Default 100,000.
+    pub flush_rows: usize,
+    /// … or this many bytes. Default 256 MiB.
+    pub flush_bytes: usize,
+    /// … or once its oldest entry is this old. Default 30 s.
+    pub flush_age_ms: u64,
+    /// Segments with fewer rows get no HNSW graph and are searched exactly. Default 2,000.
+    pub graph_min_rows: usize,
+    /// Writes to a shard are refused with 429 while its unflushed backlog exceeds this
+    /// many rows. Default 1,000,000.
+    pub backlog_max_rows: usize,
+    /// … or this many bytes. Default 1 GiB.
+    pub backlog_max_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            group_commit_window_ms: 2,
+            group_commit_max_bytes: 16 << 20,
+            max_batch_rows: 10_000,
+            flush_rows: 100_000,
+            flush_bytes: 256 << 20,
+            flush_age_ms: 30_000,
+            graph_min_rows: 2_000,
+            backlog_max_rows: 1_000_000,
+            backlog_max_bytes: 1 << 30,
+        }
+    }
+}

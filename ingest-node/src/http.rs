@@ -1,0 +1,166 @@
+//! REST endpoints of the ingest role: collection create/drop, upsert, delete, flush.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use strata_shared::api::CollectionInfo;
+use strata_shared::catalog::NewCollection;
+use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
+use strata_shared::types::{HnswParams, Metric, Row, RowId};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::IngestNode;
+
+/// Body of `POST /v1/collections`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollectionRequest {
+    /// 1-64 characters of letters, digits, `_` or `-`.
+    pub name: String,
+    /// Vector dimension, 1..=4096.
+    pub dimension: u32,
+    pub metric: Metric,
+    /// Number of shards, fixed at creation. Default 1.
+    #[serde(default = "one")]
+    pub shards: u32,
+    /// Query replicas per shard (cluster mode). Default 1.
+    #[serde(default = "one")]
+    pub replication: u32,
+    #[serde(default)]
+    pub hnsw: HnswParams,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Body of `POST /v1/collections/{name}/upsert`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertRequest {
+    /// Rows to insert or replace; 1 to `max_batch_rows` (default 10,000), unique ids.
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UpsertResponse {
+    /// Rows durably written.
+    pub upserted: usize,
+}
+
+/// Body of `POST /v1/collections/{name}/delete`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    /// Ids to delete; unknown ids are ignored.
+    pub ids: Vec<RowId>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResponse {
+    pub deleted: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FlushResponse {
+    pub flushed: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DropResponse {
+    pub dropped: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_collection, drop_collection, upsert, delete_rows, flush),
+    components(schemas(
+        CreateCollectionRequest,
+        UpsertRequest,
+        UpsertResponse,
+        DeleteRequest,
+        DeleteResponse,
+        FlushResponse,
+        DropResponse,
+        CollectionInfo,
+        ErrorBody,
+        Row,
+        RowId,
+        Metric,
+        HnswParams
+    ))
+)]
+pub struct IngestApi;
+
+/// The ingest role's routes.
+pub fn router(node: IngestNode) -> Router {
+    Router::new()
+        .route("/v1/collections", post(create_collection))
+        .route("/v1/collections/{name}", delete(drop_collection))
+        .route("/v1/collections/{name}/upsert", post(upsert))
+        .route("/v1/collections/{name}/delete", post(delete_rows))
+        .route("/v1/collections/{name}/flush", post(flush))
+        .with_state(node)
+}
+
+/// Create a collection.
+#[utoipa::path(post, path = "/v1/collections", request_body = CreateCollectionRequest,
+    responses((status = 201, body = CollectionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_collection(
+    State(node): State<IngestNode>,
+    ApiJson(req): ApiJson<CreateCollectionRequest>,
+) -> ApiResult<(StatusCode, Json<CollectionInfo>)> {
+    let new = NewCollection {
+        name: req.name,
+        dimension: req.dimension,
+        metric: req.metric,
+        shards: req.shards,
+        replication: req.replication,
+        hnsw: req.hnsw,
+    };
+    let def = node.create_collection(new).await?;
+    Ok((StatusCode::CREATED, Json(CollectionInfo::from(&def))))
+}
+
+/// Drop a collection and (after the garbage-collection grace period) its data.
+#[utoipa::path(delete, path = "/v1/collections/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = DropResponse), (status = 404, body = ErrorBody)))]
+async fn drop_collection(State(node): State<IngestNode>, Path(name): Path<String>) -> ApiResult<Json<DropResponse>> {
+    let def = node.drop_collection(&name).await?;
+    Ok(Json(DropResponse { dropped: def.name }))
+}
+
+/// Insert or replace rows. Acknowledged once durable in object storage.
+#[utoipa::path(post, path = "/v1/collections/{name}/upsert", params(("name" = String, Path)), request_body = UpsertRequest,
+    responses((status = 200, body = UpsertResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = "unflushed backlog over its bound; retry later", body = ErrorBody)))]
+async fn upsert(
+    State(node): State<IngestNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<UpsertRequest>,
+) -> ApiResult<Json<UpsertResponse>> {
+    let upserted = node.upsert(&name, req.rows).await?;
+    Ok(Json(UpsertResponse { upserted }))
+}
+
+/// Delete rows by id. Acknowledged once durable in object storage.
+#[utoipa::path(post, path = "/v1/collections/{name}/delete", params(("name" = String, Path)), request_body = DeleteRequest,
+    responses((status = 200, body = DeleteResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_rows(
+    State(node): State<IngestNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<DeleteRequest>,
+) -> ApiResult<Json<DeleteResponse>> {
+    let deleted = node.delete(&name, req.ids).await?;
+    Ok(Json(DeleteResponse { deleted }))
+}
+
+/// Flush every shard's WAL tail into segments; returns when done.
+#[utoipa::path(post, path = "/v1/collections/{name}/flush", params(("name" = String, Path)),
+    responses((status = 200, body = FlushResponse), (status = 404, body = ErrorBody)))]
+async fn flush(State(node): State<IngestNode>, Path(name): Path<String>) -> ApiResult<Json<FlushResponse>> {
+    node.flush(&name).await?;
+    Ok(Json(FlushResponse { flushed: true }))
+}

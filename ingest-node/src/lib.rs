@@ -1,0 +1,20 @@
+//! `strata-ingest`: the ingest role.
+//!
+//! Takes REST writes, validates them, routes rows to shards by a stable hash of their id,
+//! group-commits each shard's writes into create-only WAL objects and acknowledges only
+//! once the object exists. In the background each shard's writer flushes its WAL tail into
+//! an immutable segment (HNSW built off the async runtime), resolves replacements and
+//! deletes into tombstones, and commits the next manifest with rebase on conflict.
+//!
+//! Entry point: [`start`] with an [`IngestConfig`], injected [`Deps`](strata_shared::deps::Deps)
+//! and a shutdown signal; [`http::router`] exposes the REST API.
+
+mod config;
+mod flush;
+pub mod http;
+mod node;
+mod writer;
+
+pub use config::IngestConfig;
+pub use node::{IngestNode, start};
+pub use writer::ShardWriterStats;

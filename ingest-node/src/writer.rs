@@ -1,0 +1,401 @@
+//! The writer of one shard: an actor task that owns the shard's WAL tail.
+//!
+//! Flow: requests arrive on a channel; the first one opens a group commit that collects
+//! every request arriving within `group_commit_window_ms` (or until the byte budget is
+//! reached); the group becomes one WAL entry created with `PutMode::Create`; only then are
+//! all its requests acknowledged. Acknowledged entries stay in memory (the memtable) until
+//! a background flush has put them into a segment and committed a manifest.
+//!
+//! Invariants:
+//! - sequence numbers are consecutive, and `seq` is written only after `seq - 1` exists;
+//! - nothing is acknowledged before its WAL object exists;
+//! - finding our sequence taken by someone else (another writer epoch) means we lost the
+//!   shard: the actor fails its pending requests and stops, never writing again;
+//! - at most one flush runs per shard, so manifests advance `flushed_seq` in order.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use strata_shared::coord::{Head, Lease, LeaseKind, shard_key};
+use strata_shared::deps::Deps;
+use strata_shared::error::{Error, ErrorKind, Result};
+use strata_shared::manifest::{self, Manifest};
+use strata_shared::paths::ShardPaths;
+use strata_shared::types::CollectionDef;
+use strata_shared::wal::{self, WalEntry, WalOp};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::config::IngestConfig;
+use crate::flush::{self, IdCache};
+
+/// Live counters of a shard writer, readable without talking to the actor.
+#[derive(Debug, Default)]
+pub(crate) struct ShardStats {
+    pub backlog_rows: AtomicU64,
+    pub backlog_bytes: AtomicU64,
+    pub head_seq: AtomicU64,
+    pub flushed_seq: AtomicU64,
+    pub manifest_version: AtomicU64,
+    pub stopped: AtomicBool,
+}
+
+/// A snapshot of [`ShardStats`] for the API.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ShardWriterStats {
+    pub shard: u32,
+    /// Acknowledged operations not yet in a segment.
+    pub backlog_rows: u64,
+    pub backlog_bytes: u64,
+    /// Newest acknowledged WAL sequence.
+    pub head_seq: u64,
+    /// Every WAL entry up to here is in segments.
+    pub flushed_seq: u64,
+    pub manifest_version: u64,
+}
+
+enum Command {
+    Write { ops: Vec<WalOp>, bytes: usize, reply: oneshot::Sender<Result<u64>> },
+    Flush { reply: oneshot::Sender<Result<()>> },
+}
+
+/// The handle through which requests reach a shard's writer.
+pub(crate) struct ShardWriter {
+    pub shard: u32,
+    tx: mpsc::Sender<Command>,
+    pub stats: Arc<ShardStats>,
+    config: Arc<IngestConfig>,
+    collection: String,
+}
+
+impl ShardWriter {
+    /// Takes the shard's writer lease, recovers its unflushed WAL tail and starts the actor.
+    pub async fn start(
+        deps: Deps,
+        def: Arc<CollectionDef>,
+        shard: u32,
+        config: Arc<IngestConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<ShardWriter> {
+        let paths = ShardPaths::new(def.id.clone(), shard);
+        let key = shard_key(&def.id, shard);
+        let lease =
+            deps.coord.try_acquire(LeaseKind::Writer, &key, &deps.node_id).await?.ok_or_else(|| {
+                Error::retryable(format!("shard {shard} of {:?} is held by another writer", def.name))
+            })?;
+        let manifest = manifest::load_latest(deps.store.as_ref(), &paths, None).await?;
+        let tail = wal::read_from(deps.store.as_ref(), &paths, manifest.flushed_seq + 1, usize::MAX).await?;
+        let next_seq = tail.last().map_or(manifest.flushed_seq + 1, |e| e.seq + 1);
+        let stats = Arc::new(ShardStats::default());
+        stats.flushed_seq.store(manifest.flushed_seq, Ordering::Relaxed);
+        stats.manifest_version.store(manifest.version, Ordering::Relaxed);
+        stats.head_seq.store(next_seq - 1, Ordering::Relaxed);
+        let mut memtable = VecDeque::new();
+        for entry in tail {
+            stats.backlog_rows.fetch_add(entry.ops.len() as u64, Ordering::Relaxed);
+            stats.backlog_bytes.fetch_add(entry_bytes(&entry) as u64, Ordering::Relaxed);
+            memtable.push_back(Arc::new(entry));
+        }
+        if !memtable.is_empty() {
+            tracing::info!(shard = %paths.root(), entries = memtable.len(), "recovered unflushed WAL tail");
+        }
+        deps.coord.publish_head(&key, Head { wal_seq: next_seq - 1, manifest_version: manifest.version }).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let actor = Actor {
+            deps,
+            def: def.clone(),
+            paths,
+            key,
+            config: config.clone(),
+            lease,
+            next_seq,
+            memtable,
+            manifest,
+            stats: stats.clone(),
+            ids: Some(IdCache::default()),
+            flush_waiters: Vec::new(),
+            unsure_attempt: None,
+        };
+        tokio::spawn(actor.run(rx, shutdown));
+        Ok(ShardWriter { shard, tx, stats, config, collection: def.name.clone() })
+    }
+
+    /// Appends `ops` to the WAL; resolves with the entry's sequence once it is durable.
+    pub async fn write(&self, ops: Vec<WalOp>) -> Result<u64> {
+        let rows = self.stats.backlog_rows.load(Ordering::Relaxed);
+        let bytes = self.stats.backlog_bytes.load(Ordering::Relaxed);
+        if rows as usize >= self.config.backlog_max_rows || bytes as usize >= self.config.backlog_max_bytes {
+            return Err(Error::overloaded(format!(
+                "shard {} of collection {:?} has {rows} unflushed rows ({bytes} bytes), over the backlog bound \
+                 ({} rows / {} bytes); retry once the flush has caught up",
+                self.shard, self.collection, self.config.backlog_max_rows, self.config.backlog_max_bytes
+            )));
+        }
+        let bytes = ops.iter().map(WalOp::encoded_len).sum();
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Write { ops, bytes, reply }).await?;
+        rx.await.map_err(|_| stopped_error())?
+    }
+
+    /// Resolves once everything acknowledged before the call is in segments.
+    pub async fn flush(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Flush { reply }).await?;
+        rx.await.map_err(|_| stopped_error())?
+    }
+
+    async fn send(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).await.map_err(|_| stopped_error())
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stats.stopped.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> ShardWriterStats {
+        let s = &self.stats;
+        ShardWriterStats {
+            shard: self.shard,
+            backlog_rows: s.backlog_rows.load(Ordering::Relaxed),
+            backlog_bytes: s.backlog_bytes.load(Ordering::Relaxed),
+            head_seq: s.head_seq.load(Ordering::Relaxed),
+            flushed_seq: s.flushed_seq.load(Ordering::Relaxed),
+            manifest_version: s.manifest_version.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn stopped_error() -> Error {
+    Error::retryable("the shard writer stopped (shutdown or lost lease); retry")
+}
+
+fn entry_bytes(entry: &WalEntry) -> usize {
+    entry.ops.iter().map(WalOp::encoded_len).sum()
+}
+
+struct Actor {
+    deps: Deps,
+    def: Arc<CollectionDef>,
+    paths: ShardPaths,
+    key: String,
+    config: Arc<IngestConfig>,
+    lease: Lease,
+    next_seq: u64,
+    memtable: VecDeque<Arc<WalEntry>>,
+    manifest: Manifest,
+    stats: Arc<ShardStats>,
+    /// Lent to the running flush, if any.
+    ids: Option<IdCache>,
+    /// Flush requests waiting for `flushed_seq` to reach their sequence.
+    flush_waiters: Vec<(u64, oneshot::Sender<Result<()>>)>,
+    /// An attempt whose outcome is unknown (the put errored, but may have landed).
+    unsure_attempt: Option<(u64, u64)>,
+}
+
+type FlushResult = (Result<Manifest>, IdCache);
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut shutdown: watch::Receiver<bool>) {
+        let (done_tx, mut done_rx) = mpsc::channel::<FlushResult>(1);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Write { ops, bytes, reply }) => {
+                        let group = self.collect_group(&mut rx, ops, bytes, reply).await;
+                        if !self.commit(group).await {
+                            break;
+                        }
+                    }
+                    Some(Command::Flush { reply }) => self.flush_waiters.push((self.next_seq - 1, reply)),
+                    None => break,
+                },
+                Some((result, ids)) = done_rx.recv() => {
+                    self.ids = Some(ids);
+                    self.flush_finished(result);
+                }
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            self.answer_flush_waiters();
+            self.maybe_start_flush(&done_tx);
+        }
+        self.stats.stopped.store(true, Ordering::Relaxed);
+        let _ = self.deps.coord.release(&self.lease).await;
+    }
+
+    /// Gathers requests that arrive within the group-commit window.
+    async fn collect_group(
+        &mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        ops: Vec<WalOp>,
+        bytes: usize,
+        reply: oneshot::Sender<Result<u64>>,
+    ) -> (Vec<WalOp>, Vec<oneshot::Sender<Result<u64>>>) {
+        let mut all_ops = ops;
+        let mut replies = vec![reply];
+        let mut total = bytes;
+        let deadline = Instant::now() + Duration::from_millis(self.config.group_commit_window_ms);
+        while total < self.config.group_commit_max_bytes {
+            let next = tokio::select! {
+                cmd = rx.recv() => cmd,
+                _ = tokio::time::sleep_until(deadline) => None,
+            };
+            match next {
+                Some(Command::Write { ops, bytes, reply }) => {
+                    all_ops.extend(ops);
+                    replies.push(reply);
+                    total += bytes;
+                }
+                Some(Command::Flush { reply }) => self.flush_waiters.push((self.next_seq, reply)),
+                None => break,
+            }
+        }
+        (all_ops, replies)
+    }
+
+    /// Writes one group commit. Returns false if this writer must stop (fenced).
+    async fn commit(&mut self, (ops, replies): (Vec<WalOp>, Vec<oneshot::Sender<Result<u64>>>)) -> bool {
+        if let Err(e) = self.resolve_unsure_attempt().await {
+            let fenced = wal::is_fenced(&e);
+            for r in replies {
+                let _ = r.send(Err(Error::retryable(e.to_string())));
+            }
+            return !fenced;
+        }
+        let entry = WalEntry {
+            seq: self.next_seq,
+            writer_epoch: self.lease.epoch,
+            commit_id: rand::random(),
+            created_ms: self.deps.clock.now_ms(),
+            ops,
+        };
+        match wal::put_entry(self.deps.store.as_ref(), &self.paths, &entry).await {
+            Ok(()) => {
+                self.accept(entry);
+                let seq = self.next_seq - 1;
+                let _ = self
+                    .deps
+                    .coord
+                    .publish_head(&self.key, Head { wal_seq: seq, manifest_version: self.manifest.version })
+                    .await;
+                for r in replies {
+                    let _ = r.send(Ok(seq));
+                }
+                true
+            }
+            Err(e) => {
+                let fenced = wal::is_fenced(&e);
+                if fenced {
+                    tracing::error!(shard = %self.paths.root(), error = %e, "WAL sequence taken by another writer; stepping down");
+                } else {
+                    self.unsure_attempt = Some((entry.seq, entry.commit_id));
+                    tracing::warn!(shard = %self.paths.root(), error = %e, "WAL append failed");
+                }
+                for r in replies {
+                    let _ = r.send(Err(Error::retryable(format!("write not acknowledged: {e}"))));
+                }
+                !fenced
+            }
+        }
+    }
+
+    /// After a failed put whose outcome is unknown: if it landed after all, adopt it (its
+    /// rows become durable even though the client saw an error; upserts are idempotent).
+    async fn resolve_unsure_attempt(&mut self) -> Result<()> {
+        let Some((seq, commit_id)) = self.unsure_attempt else { return Ok(()) };
+        match wal::read_entry(self.deps.store.as_ref(), &self.paths, seq).await? {
+            None => {}
+            Some(entry) if entry.commit_id == commit_id => self.accept(entry),
+            Some(entry) => {
+                return Err(Error::conflict(format!(
+                    "WAL sequence {seq} was written by writer epoch {}",
+                    entry.writer_epoch
+                )));
+            }
+        }
+        self.unsure_attempt = None;
+        Ok(())
+    }
+
+    fn accept(&mut self, entry: WalEntry) {
+        self.next_seq = entry.seq + 1;
+        self.stats.head_seq.store(entry.seq, Ordering::Relaxed);
+        self.stats.backlog_rows.fetch_add(entry.ops.len() as u64, Ordering::Relaxed);
+        self.stats.backlog_bytes.fetch_add(entry_bytes(&entry) as u64, Ordering::Relaxed);
+        self.memtable.push_back(Arc::new(entry));
+    }
+
+    fn maybe_start_flush(&mut self, done_tx: &mpsc::Sender<FlushResult>) {
+        let Some(oldest) = self.memtable.front() else { return };
+        if self.ids.is_none() {
+            return; // a flush is running
+        }
+        let rows = self.stats.backlog_rows.load(Ordering::Relaxed) as usize;
+        let bytes = self.stats.backlog_bytes.load(Ordering::Relaxed) as usize;
+        let age = self.deps.clock.now_ms().saturating_sub(oldest.created_ms);
+        let wanted = !self.flush_waiters.is_empty()
+            || rows >= self.config.flush_rows
+            || bytes >= self.config.flush_bytes
+            || age >= self.config.flush_age_ms;
+        if !wanted {
+            return;
+        }
+        let entries: Vec<Arc<WalEntry>> = self.memtable.iter().cloned().collect();
+        let mut ids = self.ids.take().expect("checked above");
+        let (deps, def, paths, config) = (self.deps.clone(), self.def.clone(), self.paths.clone(), self.config.clone());
+        let (epoch, hint, done_tx) = (self.lease.epoch, self.manifest.version, done_tx.clone());
+        tokio::spawn(async move {
+            let target = flush::FlushTarget {
+                deps: &deps,
+                def: &def,
+                shard: &paths,
+                epoch,
+                graph_min_rows: config.graph_min_rows,
+            };
+            let result = flush::flush(target, entries, &mut ids, hint).await;
+            let _ = done_tx.send((result, ids)).await;
+        });
+    }
+
+    fn flush_finished(&mut self, result: Result<Manifest>) {
+        match result {
+            Ok(m) => {
+                while self.memtable.front().is_some_and(|e| e.seq <= m.flushed_seq) {
+                    let e = self.memtable.pop_front().expect("checked");
+                    self.stats.backlog_rows.fetch_sub(e.ops.len() as u64, Ordering::Relaxed);
+                    self.stats.backlog_bytes.fetch_sub(entry_bytes(&e) as u64, Ordering::Relaxed);
+                }
+                self.stats.flushed_seq.store(m.flushed_seq, Ordering::Relaxed);
+                self.stats.manifest_version.store(m.version, Ordering::Relaxed);
+                let head = Head { wal_seq: self.next_seq - 1, manifest_version: m.version };
+                self.manifest = m;
+                let coord = self.deps.coord.clone();
+                let key = self.key.clone();
+                tokio::spawn(async move { coord.publish_head(&key, head).await });
+            }
+            Err(e) => {
+                tracing::warn!(shard = %self.paths.root(), error = %e, "flush failed; will retry");
+                let kind = e.kind();
+                for (_, w) in self.flush_waiters.drain(..) {
+                    let _ = w.send(Err(Error::new(
+                        if kind == ErrorKind::Internal { ErrorKind::Internal } else { ErrorKind::Retryable },
+                        format!("flush failed: {e}"),
+                    )));
+                }
+            }
+        }
+    }
+
+    fn answer_flush_waiters(&mut self) {
+        let flushed = self.manifest.flushed_seq;
+        let (ready, waiting): (Vec<_>, Vec<_>) = self.flush_waiters.drain(..).partition(|(seq, _)| *seq <= flushed);
+        self.flush_waiters = waiting;
+        for (_, w) in ready {
+            let _ = w.send(Ok(()));
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! REST endpoints of the query role: list and describe collections, search, get rows, and
+//! this node's process statistics.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use strata_shared::api::CollectionInfo;
+use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
+use strata_shared::types::RowId;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::node::{
+    CollectionDescription, CollectionStats, Consistency, QueryNode, ResultRow, SearchRequest, SearchResponse, ShardInfo,
+};
+
+/// Body of `POST /v1/collections/{name}/get`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetRequest {
+    pub ids: Vec<RowId>,
+    #[serde(default)]
+    pub include_vector: bool,
+    #[serde(default)]
+    pub include_attributes: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GetResponse {
+    /// The rows that exist, in request order.
+    pub rows: Vec<ResultRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListResponse {
+    pub collections: Vec<CollectionInfo>,
+}
+
+/// Process statistics of the serving node.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub version: String,
+    /// Resident memory now and at its peak (Linux; 0 elsewhere).
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_collections, describe_collection, search, get_rows, node_info),
+    components(schemas(
+        GetRequest,
+        GetResponse,
+        ListResponse,
+        NodeInfo,
+        SearchRequest,
+        SearchResponse,
+        ResultRow,
+        Consistency,
+        CollectionDescription,
+        CollectionStats,
+        ShardInfo,
+        CollectionInfo,
+        ErrorBody
+    ))
+)]
+pub struct QueryApi;
+
+pub fn router(node: QueryNode) -> Router {
+    Router::new()
+        .route("/v1/collections", get(list_collections))
+        .route("/v1/collections/{name}", get(describe_collection))
+        .route("/v1/collections/{name}/search", post(search))
+        .route("/v1/collections/{name}/get", post(get_rows))
+        .route("/v1/node", get(node_info))
+        .with_state(node)
+}
+
+/// List active collections.
+#[utoipa::path(get, path = "/v1/collections", responses((status = 200, body = ListResponse)))]
+async fn list_collections(State(node): State<QueryNode>) -> ApiResult<Json<ListResponse>> {
+    Ok(Json(ListResponse { collections: node.list().await? }))
+}
+
+/// Describe a collection: definition, rows, segments, bytes and WAL backlog per shard.
+#[utoipa::path(get, path = "/v1/collections/{name}", params(("name" = String, Path)),
+    responses((status = 200, body = CollectionDescription), (status = 404, body = ErrorBody)))]
+async fn describe_collection(
+    State(node): State<QueryNode>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<CollectionDescription>> {
+    Ok(Json(node.describe(&name).await?))
+}
+
+/// Nearest-neighbour search.
+#[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path)), request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn search(
+    State(node): State<QueryNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SearchRequest>,
+) -> ApiResult<Json<SearchResponse>> {
+    Ok(Json(node.search(&name, req).await?))
+}
+
+/// Fetch rows by id (strongly consistent).
+#[utoipa::path(post, path = "/v1/collections/{name}/get", params(("name" = String, Path)), request_body = GetRequest,
+    responses((status = 200, body = GetResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_rows(
+    State(node): State<QueryNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<GetRequest>,
+) -> ApiResult<Json<GetResponse>> {
+    let rows = node.get(&name, &req.ids, req.include_vector, req.include_attributes).await?;
+    Ok(Json(GetResponse { rows }))
+}
+
+/// This node's version and memory use.
+#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = NodeInfo)))]
+async fn node_info() -> Json<NodeInfo> {
+    let (rss_bytes, peak_rss_bytes) = process_memory();
+    Json(NodeInfo { version: env!("CARGO_PKG_VERSION").to_owned(), rss_bytes, peak_rss_bytes })
+}
+
+/// (VmRSS, VmHWM) from /proc/self/status, in bytes.
+fn process_memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

@@ -1,0 +1,241 @@
+//! One shard as a query node sees it: the newest manifest's segments (loaded through the
+//! cache) with their tombstones, plus the in-memory [`Tail`] of acknowledged writes that
+//! are not flushed yet.
+//!
+//! Refresh: probe for a newer manifest (one HEAD when nothing changed); if there is one,
+//! load its new segments and tombstones and drop tail entries it has flushed; then read
+//! WAL entries after the last applied one until the first missing one. A `strong` read
+//! refreshes before searching, so it sees every write acknowledged before it started
+//! (acknowledged ⇒ the WAL object exists). An `eventual` read refreshes only if the last
+//! refresh is older than `eventual_max_lag_ms`.
+//!
+//! Search: every segment is searched with a filter that drops its tombstoned rows and rows
+//! whose id the tail decides (a newer upsert or a delete), inside the graph walk, so such
+//! rows never take a top-k slot; the tail is searched exactly; results merge by distance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use roaring::RoaringBitmap;
+use strata_shared::deps::Deps;
+use strata_shared::error::{Error, Result};
+use strata_shared::index::Candidate;
+use strata_shared::manifest::{self, Manifest};
+use strata_shared::paths::ShardPaths;
+use strata_shared::segment::store::LoadedSegment;
+use strata_shared::tombstones;
+use strata_shared::types::{CollectionDef, Row, RowId};
+use strata_shared::wal;
+
+use crate::tail::{Newest, Tail};
+
+#[derive(Clone)]
+pub(crate) struct SegmentView {
+    pub segment: Arc<LoadedSegment>,
+    pub tombstones: Arc<RoaringBitmap>,
+    /// Generation of `tombstones` (the manifest's, not the one the segment was loaded with).
+    pub tombstone_generation: Option<u64>,
+}
+
+pub(crate) struct ShardState {
+    pub manifest: Manifest,
+    pub segments: Vec<SegmentView>,
+    pub tail: Tail,
+}
+
+/// Where a hit came from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Location {
+    Segment { index: usize, row: u32 },
+    Tail { flat: u32 },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hit {
+    pub distance: f32,
+    pub location: Location,
+}
+
+pub(crate) struct ShardReader {
+    deps: Deps,
+    def: Arc<CollectionDef>,
+    paths: ShardPaths,
+    state: RwLock<ShardState>,
+    /// Serialises refreshes; holds when the last completed refresh started.
+    refresh: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl ShardReader {
+    pub fn new(deps: Deps, def: Arc<CollectionDef>, shard: u32) -> Self {
+        let paths = ShardPaths::new(def.id.clone(), shard);
+        let tail = Tail::new(def.metric, def.dimension as usize, 0);
+        Self {
+            deps,
+            def,
+            paths,
+            state: RwLock::new(ShardState { manifest: Manifest::default(), segments: Vec::new(), tail }),
+            refresh: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, ShardState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the state up to date unless a refresh that started after `since` (or, with
+    /// `max_age`, within it) already completed.
+    pub async fn refresh(&self, since: Instant, max_age: Option<Duration>) -> Result<()> {
+        let mut last = self.refresh.lock().await;
+        if let Some(started) = *last {
+            let fresh_enough = match max_age {
+                Some(age) => started.elapsed() <= age,
+                None => started >= since,
+            };
+            if fresh_enough {
+                return Ok(());
+            }
+        }
+        let started = Instant::now();
+        self.refresh_now().await?;
+        *last = Some(started);
+        Ok(())
+    }
+
+    async fn refresh_now(&self) -> Result<()> {
+        let store = self.deps.store.as_ref();
+        let (current_version, applied) = {
+            let s = self.read();
+            (s.manifest.version, s.tail.applied_seq)
+        };
+        let newest = manifest::latest_version_from(store, &self.paths, current_version).await?;
+        if newest != current_version {
+            let m = manifest::read(store, &self.paths, newest)
+                .await?
+                .ok_or_else(|| Error::retryable(format!("manifest {newest} of {} vanished", self.paths.root())))?;
+            self.install_manifest(m).await?;
+        }
+        let from = {
+            let s = self.read();
+            s.tail.applied_seq.max(applied) + 1
+        };
+        let entries = wal::read_from(store, &self.paths, from, usize::MAX).await?;
+        if !entries.is_empty() {
+            let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for e in entries {
+                if e.seq > s.tail.applied_seq {
+                    s.tail.apply(Arc::new(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads what a newer manifest adds, then swaps it in atomically.
+    async fn install_manifest(&self, m: Manifest) -> Result<()> {
+        let store = self.deps.store.as_ref();
+        let old: HashMap<String, SegmentView> = {
+            let s = self.read();
+            s.segments.iter().map(|v| (v.segment.meta.id.clone(), v.clone())).collect()
+        };
+        let mut segments = Vec::with_capacity(m.segments.len());
+        for meta in &m.segments {
+            let generation = meta.tombstone.as_ref().map(|t| t.generation);
+            let segment = match old.get(&meta.id) {
+                Some(view) if view.tombstone_generation == generation => {
+                    segments.push(view.clone());
+                    continue;
+                }
+                Some(view) => view.segment.clone(),
+                None => LoadedSegment::load(store, &self.deps.cache, &self.paths, &self.def, meta).await?,
+            };
+            let tombstones = Arc::new(tombstones::load(store, &self.deps.cache, &self.paths, meta).await?);
+            segments.push(SegmentView { segment, tombstones, tombstone_generation: generation });
+        }
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if m.version <= s.manifest.version {
+            return Ok(()); // a concurrent refresh already installed something newer
+        }
+        s.tail = s.tail.rebase(m.flushed_seq);
+        s.segments = segments;
+        s.manifest = m;
+        Ok(())
+    }
+
+    /// Top-`k` hits of this shard for a prepared query, best first.
+    pub fn search(state: &ShardState, query: &[f32], k: usize, ef: usize) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = state
+            .tail
+            .search(query, k)
+            .into_iter()
+            .map(|c| Hit { distance: c.distance, location: Location::Tail { flat: c.row } })
+            .collect();
+        for (index, view) in state.segments.iter().enumerate() {
+            let ids = &view.segment.ids.ids;
+            let tombs = &view.tombstones;
+            let tail = &state.tail;
+            let is_hidden = |row: u32| tombs.contains(row) || tail.masks(&ids[row as usize]);
+            let found: Vec<Candidate> = view.segment.search(query, k, ef, &is_hidden);
+            hits.extend(
+                found
+                    .into_iter()
+                    .map(|c| Hit { distance: c.distance, location: Location::Segment { index, row: c.row } }),
+            );
+        }
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+        hits.truncate(k);
+        hits
+    }
+
+    /// The live row with this id, if any.
+    pub fn get(state: &ShardState, id: &RowId) -> Option<Location> {
+        match state.tail.latest.get(id) {
+            Some(Newest::Upsert { flat }) => return Some(Location::Tail { flat: *flat }),
+            Some(Newest::Deleted) => return None,
+            None => {}
+        }
+        for (index, view) in state.segments.iter().enumerate().rev() {
+            if let Some(row) = view.segment.ids.find(id)
+                && !view.tombstones.contains(row)
+            {
+                return Some(Location::Segment { index, row });
+            }
+        }
+        None
+    }
+
+    /// Live rows: segment rows not tombstoned, adjusted for ids the tail decides.
+    pub fn live_rows(state: &ShardState) -> u64 {
+        let shadowed = state
+            .tail
+            .latest
+            .keys()
+            .filter(|id| {
+                state.segments.iter().any(|v| v.segment.ids.find(id).is_some_and(|r| !v.tombstones.contains(r)))
+            })
+            .count();
+        (state.manifest.rows() + state.tail.live_rows() as u64).saturating_sub(shadowed as u64)
+    }
+
+    /// Materialises a hit's row.
+    pub fn row(state: &ShardState, location: Location, with_vector: bool, with_attributes: bool) -> Row {
+        match location {
+            Location::Tail { flat } => {
+                let r = state.tail.row(flat);
+                Row {
+                    id: r.id.clone(),
+                    vector: if with_vector { r.vector.clone() } else { Vec::new() },
+                    attributes: if with_attributes { r.attributes.clone() } else { None },
+                }
+            }
+            Location::Segment { index, row } => {
+                let seg = &state.segments[index].segment;
+                Row {
+                    id: seg.ids.ids[row as usize].clone(),
+                    vector: if with_vector { seg.rows.vector(row).to_vec() } else { Vec::new() },
+                    attributes: if with_attributes { seg.rows.attributes(row) } else { None },
+                }
+            }
+        }
+    }
+}

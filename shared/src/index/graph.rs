@@ -1,0 +1,199 @@
+//! The immutable HNSW graph: per-layer CSR adjacency over `u32` row ids, nothing else.
+//!
+//! Role: the part of an HNSW index a segment persists next to its vectors. Vectors are
+//! never stored here; every operation that needs them takes the segment's flat
+//! row-major `n × dim` slice.
+//!
+//! Flow: [`Graph::build`] (hnsw_rs construction + adjacency extraction, `build.rs`) →
+//! [`Graph::encode`] / [`Graph::decode`] (`codec.rs`) → [`Graph::search`] (`search.rs`).
+//!
+//! Invariants (established by `build`, re-checked by `decode`, relied upon by `search`
+//! to index without bounds surprises):
+//! - layer 0 holds every row `0..n`; its node index is the row itself;
+//! - upper layer `l` holds a strictly increasing list of rows, a subset of layer `l-1`;
+//! - every neighbour id is `< n`, and a neighbour on an upper layer is itself a node of
+//!   that layer;
+//! - `offsets` of every CSR start at 0, never decrease and end at `neighbours.len()`;
+//! - `entry` is `< n` and a node of the top layer (for `n == 0` it is 0 and unused).
+
+use std::fmt;
+
+use super::Space;
+use super::search::{self, Candidate};
+
+/// Construction parameters handed to hnsw_rs.
+#[derive(Clone, Copy, Debug)]
+pub struct GraphParams {
+    /// Maximum neighbours per node on upper layers (layer 0 keeps up to `2 * m`).
+    /// Clamped to `2..=255`: hnsw_rs exits the process above 256 and truncates its
+    /// connection count to `u8`, so 256 itself would silently become 0.
+    pub m: usize,
+    /// Beam width while inserting; larger builds slower and gives better recall.
+    pub ef_construction: usize,
+}
+
+impl Default for GraphParams {
+    fn default() -> Self {
+        Self { m: 16, ef_construction: 200 }
+    }
+}
+
+/// Compressed sparse rows: the neighbours of node index `i` are
+/// `neighbours[offsets[i]..offsets[i + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Csr {
+    pub(super) offsets: Vec<usize>,
+    pub(super) neighbours: Vec<u32>,
+}
+
+impl Csr {
+    /// Builds a CSR from per-node lists, in node order.
+    pub(super) fn from_lists<'a>(lists: impl IntoIterator<Item = &'a [u32]>) -> Self {
+        let mut offsets = vec![0];
+        let mut neighbours = Vec::new();
+        for list in lists {
+            neighbours.extend_from_slice(list);
+            offsets.push(neighbours.len());
+        }
+        Self { offsets, neighbours }
+    }
+
+    pub(super) fn node_count(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Neighbours of node index `i`.
+    #[inline]
+    pub(super) fn neighbours(&self, i: usize) -> &[u32] {
+        &self.neighbours[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.offsets.capacity() * size_of::<usize>() + self.neighbours.capacity() * size_of::<u32>()
+    }
+}
+
+/// One layer above layer 0: which rows reach it and their links there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct UpperLayer {
+    /// Rows present on this layer, strictly increasing (so lookup is a binary search;
+    /// upper layers are ~n/m nodes and greedy descent touches a handful of them).
+    pub(super) nodes: Vec<u32>,
+    /// Adjacency indexed by position in `nodes`; neighbour values are row ids.
+    pub(super) adj: Csr,
+}
+
+impl UpperLayer {
+    /// Neighbours of `row` on this layer, empty if the row is not on it.
+    #[inline]
+    pub(super) fn neighbours_of(&self, row: u32) -> &[u32] {
+        match self.nodes.binary_search(&row) {
+            Ok(i) => self.adj.neighbours(i),
+            Err(_) => &[],
+        }
+    }
+}
+
+/// An immutable HNSW graph over rows `0..n` of a segment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Graph {
+    /// Number of rows (nodes of layer 0).
+    pub(super) n: u32,
+    /// Where every search starts: a node of the top layer.
+    pub(super) entry: u32,
+    /// Layer 0 adjacency, node index = row.
+    pub(super) base: Csr,
+    /// Layers 1.. in ascending order (`upper[0]` is layer 1).
+    pub(super) upper: Vec<UpperLayer>,
+}
+
+impl fmt::Debug for Graph {
+    // A summary: the adjacency of a real segment is megabytes of numbers.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph")
+            .field("n", &self.n)
+            .field("entry", &self.entry)
+            .field("layers", &(1 + self.upper.len()))
+            .field("base_edges", &self.base.neighbours.len())
+            .finish()
+    }
+}
+
+impl Graph {
+    /// A graph with no rows; searching it returns nothing.
+    pub(super) fn empty() -> Self {
+        Self { n: 0, entry: 0, base: Csr::from_lists(std::iter::empty()), upper: Vec::new() }
+    }
+
+    /// Builds the graph over the `n = vectors.len() / dim` rows of `vectors` with
+    /// hnsw_rs and keeps only the adjacency.
+    ///
+    /// CPU-heavy and blocking (uses rayon inside hnsw_rs `parallel_insert`); callers run
+    /// it off the async runtime. For [`Space::Cosine`] the vectors must already be
+    /// normalised. Panics if there are more than `u32::MAX` rows.
+    pub fn build(vectors: &[f32], dim: usize, space: Space, params: GraphParams) -> Graph {
+        super::build::build(vectors, dim, space, params)
+    }
+
+    /// Number of rows the graph covers.
+    pub fn len(&self) -> usize {
+        self.n as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Serialises the graph: versioned magic header, layers, crc32 trailer.
+    pub fn encode(&self) -> Vec<u8> {
+        super::codec::encode(self)
+    }
+
+    /// Parses bytes written by [`Graph::encode`]. Never panics: truncated, corrupted or
+    /// foreign input is an `Internal` "corrupt hnsw graph" error.
+    pub fn decode(bytes: &[u8]) -> crate::Result<Graph> {
+        super::codec::decode(bytes)
+    }
+
+    /// Heap bytes held by this graph (for cache weighting).
+    pub fn memory_bytes(&self) -> usize {
+        size_of::<Self>()
+            + self.base.memory_bytes()
+            + self.upper.capacity() * size_of::<UpperLayer>()
+            + self.upper.iter().map(|l| l.nodes.capacity() * size_of::<u32>() + l.adj.memory_bytes()).sum::<usize>()
+    }
+
+    /// Best-first HNSW search: greedy descent from the entry point through upper layers,
+    /// then a beam of width `max(ef, k)` on layer 0.
+    ///
+    /// Rows for which `is_deleted(row)` is true are still traversed (they keep the graph
+    /// connected) but never enter the result, so deleted rows never use up top-k.
+    /// Returns up to `k` candidates sorted by ascending distance (ties by row).
+    ///
+    /// `vectors` must be the `len() × dim` slice the graph was built from and `query`
+    /// must have `dim` values; on a mismatch this debug-asserts and otherwise returns no
+    /// results.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        space: Space,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        is_deleted: &dyn Fn(u32) -> bool,
+    ) -> Vec<Candidate> {
+        search::search_graph(self, vectors, dim, space, query, k, ef, is_deleted)
+    }
+}
+impl Graph {
+    pub fn base_neighbours(&self, i: usize) -> &[u32] {
+        self.base.neighbours(i)
+    }
+}
+impl Graph {
+    pub fn entry_row(&self) -> u32 {
+        self.entry
+    }
+}

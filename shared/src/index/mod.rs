@@ -1,0 +1,53 @@
+//! Vector index: distances, HNSW graph build (hnsw_rs), compact graph format and search.
+//!
+//! Flow: a segment's vectors (flat row-major `n × dim` `f32`, stored separately by the
+//! segment in Arrow) are handed to [`Graph::build`], which lets hnsw_rs construct an HNSW
+//! graph and then extracts only its adjacency into an immutable, compact [`Graph`]
+//! (per-layer CSR with `u32` row ids). The graph is serialised with [`Graph::encode`],
+//! read back with [`Graph::decode`] and searched with our own best-first search
+//! ([`Graph::search`]), again given the vectors by the caller. Small segments and the
+//! unflushed WAL tail use [`brute_force`] instead.
+//!
+//! Invariants:
+//! - a row number is the vector's position in the flat slice; graph ids are row numbers;
+//! - [`Space::distance`] is the single definition of "closer" (lower is closer) used by
+//!   graph search and brute force, so both rank identically; the build uses a distance
+//!   that orders candidates the same way (see `build.rs`);
+//! - for [`Space::Cosine`] the caller passes vectors and queries already L2-normalised.
+
+mod build;
+mod codec;
+mod distance;
+mod graph;
+mod search;
+
+#[cfg(test)]
+mod tests;
+
+pub use distance::{dot, l2_squared, normalize};
+pub use graph::{Graph, GraphParams};
+pub use search::{Candidate, brute_force};
+
+/// The similarity a collection is searched by. Every variant maps to a distance where
+/// lower means closer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    /// Squared Euclidean distance.
+    L2,
+    /// `1 - dot` on vectors the caller has already L2-normalised.
+    Cosine,
+    /// Maximum inner product: distance is `-dot`, vectors keep their norms.
+    Dot,
+}
+
+impl Space {
+    /// Distance between `a` and `b` in this space (lower = closer).
+    #[inline]
+    pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
+        match self {
+            Space::L2 => l2_squared(a, b),
+            Space::Cosine => 1.0 - dot(a, b),
+            Space::Dot => -dot(a, b),
+        }
+    }
+}

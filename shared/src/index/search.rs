@@ -1,0 +1,357 @@
+//! Query execution: exact brute force and best-first search over a [`Graph`].
+//!
+//! Flow of a graph search: resolve the space's distance to a monomorphised metric (one
+//! indirect call per distance) → greedy descent from the entry point through the upper
+//! layers (tombstoned rows are valid stepping stones) → beam search on layer 0 with a
+//! min-heap of candidates to expand and a bounded max-heap of the best non-deleted rows
+//! → sort ascending, keep `k`.
+//!
+//! Tombstones follow hnswlib: a deleted row is expanded like any other (it keeps the
+//! graph connected) but never enters the result heap, and the beam only stops early
+//! once that heap is full, so deleted rows never use up top-k slots.
+//!
+//! Invariants: no allocation per visited node (the visited set is a thread-local,
+//! generation-stamped `Vec<u32>`, the two heaps are allocated once per query); ordering
+//! is total (`f32::total_cmp`, ties broken by row) so results are deterministic and a
+//! NaN can never panic a comparison.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use super::Space;
+use super::distance::kernels;
+use super::graph::Graph;
+
+/// One search hit: a row of the searched vectors and its distance to the query
+/// (lower = closer, in the space's convention).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    pub row: u32,
+    pub distance: f32,
+}
+
+/// A heap entry ordered by distance, then row.
+#[derive(Clone, Copy, Debug)]
+struct Scored {
+    dist: f32,
+    row: u32,
+}
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.dist.total_cmp(&other.dist).then(self.row.cmp(&other.row))
+    }
+}
+
+impl From<Scored> for Candidate {
+    fn from(s: Scored) -> Self {
+        Candidate { row: s.row, distance: s.dist }
+    }
+}
+
+/// A space's distance with the CPU kernel already resolved. Generic code over this
+/// trait is monomorphised per space, leaving one indirect call per distance.
+trait Metric: Copy {
+    fn eval(self, a: &[f32], b: &[f32]) -> f32;
+}
+
+#[derive(Clone, Copy)]
+struct L2Metric(fn(&[f32], &[f32]) -> f32);
+#[derive(Clone, Copy)]
+struct CosineMetric(fn(&[f32], &[f32]) -> f32);
+#[derive(Clone, Copy)]
+struct DotMetric(fn(&[f32], &[f32]) -> f32);
+
+impl Metric for L2Metric {
+    #[inline(always)]
+    fn eval(self, a: &[f32], b: &[f32]) -> f32 {
+        (self.0)(a, b)
+    }
+}
+impl Metric for CosineMetric {
+    #[inline(always)]
+    fn eval(self, a: &[f32], b: &[f32]) -> f32 {
+        1.0 - (self.0)(a, b)
+    }
+}
+impl Metric for DotMetric {
+    #[inline(always)]
+    fn eval(self, a: &[f32], b: &[f32]) -> f32 {
+        -(self.0)(a, b)
+    }
+}
+
+/// Runs `$body` with `$m` bound to the metric of `$space`. Must agree with
+/// [`Space::distance`]; the unit tests check that it does.
+macro_rules! with_metric {
+    ($space:expr, |$m:ident| $body:expr) => {{
+        let k = kernels();
+        match $space {
+            Space::L2 => {
+                let $m = L2Metric(k.l2_squared);
+                $body
+            }
+            Space::Cosine => {
+                let $m = CosineMetric(k.dot);
+                $body
+            }
+            Space::Dot => {
+                let $m = DotMetric(k.dot);
+                $body
+            }
+        }
+    }};
+}
+
+/// Exact search over all rows (used for small segments and the unflushed WAL tail).
+/// Returns up to `k` non-deleted rows sorted by ascending distance (ties by row).
+/// A `query` whose length is not `dim` debug-asserts and otherwise yields no results.
+pub fn brute_force(
+    vectors: &[f32],
+    dim: usize,
+    space: Space,
+    query: &[f32],
+    k: usize,
+    is_deleted: &dyn Fn(u32) -> bool,
+) -> Vec<Candidate> {
+    debug_assert!(dim > 0 && query.len() == dim, "query has {} values, dim is {dim}", query.len());
+    debug_assert_eq!(vectors.len() % dim.max(1), 0, "vectors must be n × dim");
+    if k == 0 || dim == 0 || query.len() != dim {
+        return Vec::new();
+    }
+    with_metric!(space, |m| brute_force_with(m, vectors, dim, query, k, is_deleted))
+}
+
+fn brute_force_with<M: Metric>(
+    m: M,
+    vectors: &[f32],
+    dim: usize,
+    query: &[f32],
+    k: usize,
+    is_deleted: &dyn Fn(u32) -> bool,
+) -> Vec<Candidate> {
+    let mut best = BinaryHeap::<Scored>::with_capacity(k.min(vectors.len() / dim) + 1);
+    for (row, v) in vectors.chunks_exact(dim).enumerate() {
+        let s = Scored { dist: m.eval(query, v), row: row as u32 };
+        // Test the cheap comparison first: once the heap is full almost every row
+        // loses it, so the tombstone callback runs only for would-be winners.
+        let admits = best.len() < k || best.peek().is_some_and(|worst| s < *worst);
+        if admits && !is_deleted(s.row) {
+            best.push(s);
+            if best.len() > k {
+                best.pop();
+            }
+        }
+    }
+    best.into_sorted_vec().into_iter().map(Candidate::from).collect()
+}
+
+/// Marks which rows a query has already reached. A row is visited when its mark equals
+/// the current generation, so starting a query is O(1) instead of clearing the array.
+struct Visited {
+    marks: Vec<u32>,
+    generation: u32,
+}
+
+impl Visited {
+    const fn new() -> Self {
+        Self { marks: Vec::new(), generation: 0 }
+    }
+
+    fn start(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // After 2^32 queries stale marks could alias the new generation: reset once.
+            self.marks.fill(0);
+            self.generation = 1;
+        }
+    }
+
+    /// Marks `row`; true if it was not yet visited in this query.
+    #[inline]
+    fn insert(&mut self, row: u32) -> bool {
+        let mark = &mut self.marks[row as usize];
+        let fresh = *mark != self.generation;
+        *mark = self.generation;
+        fresh
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited::new()) };
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn search_graph(
+    graph: &Graph,
+    vectors: &[f32],
+    dim: usize,
+    space: Space,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    is_deleted: &dyn Fn(u32) -> bool,
+) -> Vec<Candidate> {
+    let n = graph.n as usize;
+    let shapes_match = dim > 0 && query.len() == dim && Some(vectors.len()) == n.checked_mul(dim);
+    debug_assert!(
+        shapes_match || n == 0,
+        "graph of {n} rows searched with {} values of dim {dim} and a query of {}",
+        vectors.len(),
+        query.len()
+    );
+    if k == 0 || n == 0 || !shapes_match {
+        return Vec::new();
+    }
+    let beam = Beam { graph, vectors, dim, query, ef: ef.max(k), is_deleted };
+    let mut best = VISITED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut visited) => with_metric!(space, |m| beam.run(m, &mut visited)),
+        // Re-entered from inside `is_deleted` on this thread: use a private set.
+        Err(_) => with_metric!(space, |m| beam.run(m, &mut Visited::new())),
+    });
+    best.truncate(k);
+    best.into_iter().map(Candidate::from).collect()
+}
+
+/// The inputs of one graph query.
+struct Beam<'a> {
+    graph: &'a Graph,
+    vectors: &'a [f32],
+    dim: usize,
+    query: &'a [f32],
+    ef: usize,
+    is_deleted: &'a dyn Fn(u32) -> bool,
+}
+
+impl Beam<'_> {
+    #[inline(always)]
+    fn vector(&self, row: u32) -> &[f32] {
+        let start = row as usize * self.dim;
+        &self.vectors[start..start + self.dim]
+    }
+
+    /// Returns up to `ef` non-deleted rows, ascending.
+    fn run<M: Metric>(&self, m: M, visited: &mut Visited) -> Vec<Scored> {
+        let graph = self.graph;
+        let mut cur = graph.entry;
+        let mut cur_dist = m.eval(self.query, self.vector(cur));
+
+        // Greedy descent: move to any closer neighbour until none is closer. Strict `<`
+        // makes every step decrease the distance, so the loop terminates.
+        for layer in graph.upper.iter().rev() {
+            loop {
+                let mut moved = false;
+                for &nb in layer.neighbours_of(cur) {
+                    let d = m.eval(self.query, self.vector(nb));
+                    if d < cur_dist {
+                        cur = nb;
+                        cur_dist = d;
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        // Layer 0 beam.
+        let ef = self.ef;
+        visited.start(graph.n as usize);
+        visited.insert(cur);
+        let mut candidates = BinaryHeap::<Reverse<Scored>>::with_capacity(2 * ef);
+        let mut results = BinaryHeap::<Scored>::with_capacity(ef + 1);
+        let start = Scored { dist: cur_dist, row: cur };
+        candidates.push(Reverse(start));
+        if !(self.is_deleted)(cur) {
+            results.push(start);
+        }
+        // Distance of the worst kept result (infinite while nothing is kept).
+        let mut bound = results.peek().map_or(f32::INFINITY, |s| s.dist);
+
+        while let Some(Reverse(c)) = candidates.pop() {
+            if results.len() >= ef && c.dist > bound {
+                break;
+            }
+            for &nb in graph.base.neighbours(c.row as usize) {
+                if !visited.insert(nb) {
+                    continue;
+                }
+                let d = m.eval(self.query, self.vector(nb));
+                if results.len() < ef || d < bound {
+                    let s = Scored { dist: d, row: nb };
+                    candidates.push(Reverse(s));
+                    if !(self.is_deleted)(nb) {
+                        results.push(s);
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                        bound = results.peek().map_or(f32::INFINITY, |w| w.dist);
+                    }
+                }
+            }
+        }
+        results.into_sorted_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_agree_with_space_distance() {
+        let a = [0.5, -1.0, 2.0, 0.25];
+        let b = [1.5, 0.5, -0.5, 3.0];
+        for space in [Space::L2, Space::Cosine, Space::Dot] {
+            let via_metric = with_metric!(space, |m| m.eval(&a, &b));
+            assert_eq!(via_metric, space.distance(&a, &b), "{space:?}");
+        }
+    }
+
+    #[test]
+    fn brute_force_orders_filters_and_bounds() {
+        let v = [0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 3.0, 0.0];
+        let q = [0.9, 0.0];
+        let all = brute_force(&v, 2, Space::L2, &q, 10, &|_| false);
+        assert_eq!(all.iter().map(|c| c.row).collect::<Vec<_>>(), [1, 0, 2, 3]);
+        let some = brute_force(&v, 2, Space::L2, &q, 2, &|r| r == 1);
+        assert_eq!(some.iter().map(|c| c.row).collect::<Vec<_>>(), [0, 2]);
+        assert!(brute_force(&v, 2, Space::L2, &q, 0, &|_| false).is_empty());
+        assert!(brute_force(&[], 2, Space::L2, &q, 3, &|_| false).is_empty());
+    }
+
+    #[test]
+    fn nan_query_does_not_panic() {
+        let v = [0.0, 1.0, 2.0, 3.0];
+        let r = brute_force(&v, 2, Space::Dot, &[f32::NAN, 0.0], 2, &|_| false);
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn visited_generations_wrap() {
+        let mut v = Visited::new();
+        v.start(4);
+        assert!(v.insert(2));
+        assert!(!v.insert(2));
+        v.generation = u32::MAX;
+        v.start(4);
+        assert_eq!(v.generation, 1);
+        assert!(v.insert(2));
+    }
+}
