@@ -142,14 +142,15 @@ impl QueryNode {
     /// The reader of an active collection. Resolves the name through the catalog on every
     /// call, so a dropped (or dropped and re-created) collection is never served stale.
     async fn collection(&self, name: &str) -> Result<Arc<CollectionReader>> {
-        let def = catalog::resolve(self.inner.deps.store.as_ref(), name).await?;
+        let store = self.inner.deps.store.as_ref();
+        let id = catalog::resolve_id(store, name).await?;
         let mut map = self.inner.collections.lock().await;
         if let Some(c) = map.get(name)
-            && c.def.id == def.id
+            && c.def.id == id
         {
             return Ok(c.clone());
         }
-        let def = Arc::new(def);
+        let def = Arc::new(catalog::read_definition(store, &id).await?);
         let shards =
             (0..def.shards).map(|s| Arc::new(ShardReader::new(self.inner.deps.clone(), def.clone(), s))).collect();
         let reader = Arc::new(CollectionReader { def, shards });

@@ -142,13 +142,21 @@ pub async fn create(store: &dyn ObjectStore, new: &NewCollection, now_ms: u64) -
     Ok(def)
 }
 
-/// Resolves an active collection name to its definition; `NotFound` otherwise.
-pub async fn resolve(store: &dyn ObjectStore, name: &str) -> Result<CollectionDef> {
+/// Resolves an active collection name to its incarnation id; `NotFound` otherwise. One
+/// listing plus one read: callers that cache definitions (which are immutable per id)
+/// need nothing more per request.
+pub async fn resolve_id(store: &dyn ObjectStore, name: &str) -> Result<String> {
     validate_name(name).map_err(|_| Error::not_found(format!("collection {name:?} does not exist")))?;
     match newest_entry(store, name).await? {
-        Some(e) if e.state == CatalogState::Active => read_definition(store, &e.collection_id).await,
+        Some(e) if e.state == CatalogState::Active => Ok(e.collection_id),
         _ => Err(Error::not_found(format!("collection {name:?} does not exist"))),
     }
+}
+
+/// Resolves an active collection name to its definition; `NotFound` otherwise.
+pub async fn resolve(store: &dyn ObjectStore, name: &str) -> Result<CollectionDef> {
+    let id = resolve_id(store, name).await?;
+    read_definition(store, &id).await
 }
 
 /// Drops a collection; returns the dropped incarnation's definition.

@@ -166,16 +166,22 @@ pub async fn latest_version_by_listing(store: &dyn ObjectStore, shard: &ShardPat
 }
 
 /// Reads the newest manifest (an empty version 0 if the shard has none). With a hint the
-/// cost is one HEAD plus one GET when something changed.
+/// cost is one HEAD plus one GET when something changed. A hint that garbage collection
+/// has since deleted (with its successors) falls back to listing the directory.
 pub async fn load_latest(store: &dyn ObjectStore, shard: &ShardPaths, hint: Option<u64>) -> Result<Manifest> {
-    let version = match hint {
-        Some(h) => latest_version_from(store, shard, h).await?,
-        None => {
-            let listed = latest_version_by_listing(store, shard).await?;
-            // A commit may land between the listing and now: probe forward from it.
-            latest_version_from(store, shard, listed).await?
+    if let Some(h) = hint {
+        let version = latest_version_from(store, shard, h).await?;
+        if version == 0 {
+            return Ok(Manifest::default());
         }
-    };
+        if let Some(m) = read(store, shard, version).await? {
+            return Ok(m);
+        }
+    }
+    // No hint, or the hinted chain was garbage-collected: list, then probe forward from
+    // the listed maximum because a commit may land between the listing and now.
+    let listed = latest_version_by_listing(store, shard).await?;
+    let version = latest_version_from(store, shard, listed).await?;
     if version == 0 {
         return Ok(Manifest::default());
     }
@@ -206,5 +212,18 @@ mod tests {
             let m = load_latest(&store, &shard, hint).await.unwrap();
             assert_eq!((m.version, m.flushed_seq), (37, 370), "hint {hint:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_hint_deleted_by_garbage_collection_falls_back_to_listing() {
+        let store = InMemory::new();
+        let shard = ShardPaths::new("c", 0);
+        for v in 1..=9 {
+            commit(&store, &shard, &Manifest { version: v, ..Default::default() }).await.unwrap();
+        }
+        for v in 1..=7 {
+            store.delete(&shard.manifest(v)).await.unwrap();
+        }
+        assert_eq!(load_latest(&store, &shard, Some(2)).await.unwrap().version, 9);
     }
 }

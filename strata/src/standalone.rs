@@ -33,7 +33,8 @@ impl Standalone {
         let objects = config.data_dir.join("objects");
         std::fs::create_dir_all(&objects)
             .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", objects.display()))?;
-        let store = Arc::new(LocalFileSystem::new_with_prefix(&objects)?);
+        // Garbage collection deletes objects; let the store remove directories it empties.
+        let store = Arc::new(LocalFileSystem::new_with_prefix(&objects)?.with_automatic_cleanup(true));
         if config.cache.disk_dir.is_none() {
             config.cache.disk_dir = Some(config.data_dir.join("cache"));
         }
@@ -87,9 +88,8 @@ pub async fn serve(config: StandaloneConfig) -> anyhow::Result<()> {
     let listen = config.listen;
     let data_dir = config.data_dir.clone();
     let server = Standalone::start(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, data_dir = %data_dir.display(), "strata standalone ready");
     eprintln!("strata standalone listening on http://{listen} (data in {})", data_dir.display());
     axum::serve(listener, server.router.clone()).with_graceful_shutdown(shutdown_signal()).await?;

@@ -20,6 +20,14 @@ struct Server {
     url: String,
 }
 
+impl Drop for Server {
+    /// Never leave a server running, even when an assertion fails mid-test.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -58,9 +66,19 @@ fn vector_of(id: u64) -> Vec<f32> {
     (0..DIM).map(|d| ((id * 31 + d as u64) % 97) as f32 / 97.0 - 0.5).collect()
 }
 
-/// What the clients were told: id → Some(vector) if the last acked op was an upsert,
-/// None if it was a delete.
-type Acked = Arc<Mutex<BTreeMap<u64, Option<Vec<f32>>>>>;
+/// What the clients know of an id.
+#[derive(Clone, Debug, PartialEq)]
+enum Known {
+    /// The last acknowledged op was this upsert.
+    Upserted(Vec<f32>),
+    /// The last acknowledged op was a delete.
+    Deleted,
+    /// The upsert was acknowledged, then a delete was sent but the server died before
+    /// answering: either outcome is correct.
+    DeleteInDoubt(Vec<f32>),
+}
+
+type Acked = Arc<Mutex<BTreeMap<u64, Known>>>;
 
 async fn writer(url: String, client_no: u64, round: u64, acked: Acked, stop: Arc<std::sync::atomic::AtomicBool>) {
     let client = reqwest::Client::new();
@@ -75,14 +93,14 @@ async fn writer(url: String, client_no: u64, round: u64, acked: Acked, stop: Arc
             Ok(r) if r.status().is_success() => {
                 let mut a = acked.lock().unwrap();
                 for &i in &ids {
-                    a.insert(i, Some(vector_of(i)));
+                    a.insert(i, Known::Upserted(vector_of(i)));
                 }
             }
             Ok(r) if r.status().as_u16() == 429 => tokio::time::sleep(Duration::from_millis(20)).await,
             Ok(r) => panic!("unexpected status {}", r.status()),
             Err(_) => return, // the server died mid-request: the write is not acknowledged
         }
-        if batch_no % 3 == 0 {
+        if batch_no.is_multiple_of(3) {
             // Delete a few ids this client wrote earlier.
             let victims: Vec<u64> = (0..3).map(|k| base - 20 * 2 + k * 5).filter(|_| batch_no > 2).collect();
             if victims.is_empty() {
@@ -92,20 +110,28 @@ async fn writer(url: String, client_no: u64, round: u64, acked: Acked, stop: Arc
                 Ok(r) if r.status().is_success() => {
                     let mut a = acked.lock().unwrap();
                     for v in victims {
-                        a.insert(v, None);
+                        a.insert(v, Known::Deleted);
                     }
                 }
                 Ok(r) if r.status().as_u16() == 429 => {}
                 Ok(r) => panic!("unexpected status {}", r.status()),
-                Err(_) => return,
+                Err(_) => {
+                    let mut a = acked.lock().unwrap();
+                    for v in victims {
+                        if let Some(Known::Upserted(vec)) = a.get(&v).cloned() {
+                            a.insert(v, Known::DeleteInDoubt(vec));
+                        }
+                    }
+                    return;
+                }
             }
         }
     }
 }
 
-async fn verify(url: &str, acked: &BTreeMap<u64, Option<Vec<f32>>>) {
+async fn verify(url: &str, acked: &BTreeMap<u64, Known>) {
     let client = reqwest::Client::new();
-    let all: Vec<(&u64, &Option<Vec<f32>>)> = acked.iter().collect();
+    let all: Vec<(&u64, &Known)> = acked.iter().collect();
     for chunk in all.chunks(1000) {
         let ids: Vec<u64> = chunk.iter().map(|(id, _)| **id).collect();
         let resp: Value = client
@@ -125,8 +151,11 @@ async fn verify(url: &str, acked: &BTreeMap<u64, Option<Vec<f32>>>) {
             .collect();
         for (id, expected) in chunk {
             match expected {
-                Some(v) => assert_eq!(found.get(id), Some(v), "acknowledged upsert of {id} lost"),
-                None => assert!(!found.contains_key(id), "acknowledged delete of {id} came back"),
+                Known::Upserted(v) => assert_eq!(found.get(id), Some(v), "acknowledged upsert of {id} lost"),
+                Known::Deleted => assert!(!found.contains_key(id), "acknowledged delete of {id} came back"),
+                Known::DeleteInDoubt(v) => {
+                    assert!(found.get(id).is_none_or(|f| f == v), "in-doubt row {id} has a wrong vector")
+                }
             }
         }
     }
@@ -153,9 +182,8 @@ async fn sigkill_under_concurrent_writes_loses_no_acknowledged_write() {
     let acked: Acked = Arc::default();
     for round in 0..3u64 {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writers: Vec<_> = (0..4)
-            .map(|c| tokio::spawn(writer(server.url.clone(), c, round, acked.clone(), stop.clone())))
-            .collect();
+        let writers: Vec<_> =
+            (0..4).map(|c| tokio::spawn(writer(server.url.clone(), c, round, acked.clone(), stop.clone()))).collect();
         let run_for = Duration::from_millis(1500 + rand::random::<u64>() % 1500);
         tokio::time::sleep(run_for).await;
         sigkill(&mut server);
@@ -172,9 +200,11 @@ async fn sigkill_under_concurrent_writes_loses_no_acknowledged_write() {
     // After restart the recovered WAL tail is flushed and searchable through segments.
     let flushed = client.post(format!("{}/v1/collections/d/flush", server.url)).send().await.unwrap();
     assert!(flushed.status().is_success());
-    let described: Value = client.get(format!("{}/v1/collections/d", server.url)).send().await.unwrap().json().await.unwrap();
-    let live = acked.lock().unwrap().values().filter(|v| v.is_some()).count() as u64;
+    let described: Value =
+        client.get(format!("{}/v1/collections/d", server.url)).send().await.unwrap().json().await.unwrap();
+    let live = acked.lock().unwrap().values().filter(|v| matches!(v, Known::Upserted(_))).count() as u64;
     assert!(described["stats"]["rows"].as_u64().unwrap() >= live, "{described}");
-    verify(&server.url, &acked.lock().unwrap().clone()).await;
+    let snapshot = acked.lock().unwrap().clone();
+    verify(&server.url, &snapshot).await;
     sigkill(&mut server);
 }

@@ -31,7 +31,11 @@ async fn every_endpoint_works_end_to_end() {
 
     // Strong reads see acknowledged writes at once, before any flush.
     let hit = t
-        .ok("POST", "/v1/collections/docs/search", Some(json!({"vector": [0.9, 0.1, 0.0], "top_k": 2, "include_attributes": true})))
+        .ok(
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"vector": [0.9, 0.1, 0.0], "top_k": 2, "include_attributes": true})),
+        )
         .await;
     assert_eq!(ids(&hit, "results"), [json!(1), json!("doc-2")]);
     assert!(hit["results"][0]["score"].as_f64().unwrap() > 0.99);
@@ -40,7 +44,11 @@ async fn every_endpoint_works_end_to_end() {
     assert!(hit["took_us"].as_u64().is_some());
 
     let got = t
-        .ok("POST", "/v1/collections/docs/get", Some(json!({"ids": ["doc-2", 1, 99], "include_vector": true, "include_attributes": true})))
+        .ok(
+            "POST",
+            "/v1/collections/docs/get",
+            Some(json!({"ids": ["doc-2", 1, 99], "include_vector": true, "include_attributes": true})),
+        )
         .await;
     assert_eq!(ids(&got, "rows"), [json!("doc-2"), json!(1)]);
     assert_eq!(got["rows"][0]["vector"], json!([0.0, 1.0, 0.0]));
@@ -62,14 +70,27 @@ async fn every_endpoint_works_end_to_end() {
     let hit = t.ok("POST", "/v1/collections/docs/search", Some(json!({"vector": [1.0, 0.0, 0.0], "top_k": 3}))).await;
     assert_eq!(ids(&hit, "results"), [json!(3), json!("doc-2")]);
     t.ok("POST", "/v1/collections/docs/flush", None).await;
-    let hit = t.ok("POST", "/v1/collections/docs/search", Some(json!({"vector": [1.0, 0.0, 0.0], "top_k": 3, "consistency": "eventual"}))).await;
+    let hit = t
+        .ok(
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"vector": [1.0, 0.0, 0.0], "top_k": 3, "consistency": "eventual"})),
+        )
+        .await;
     assert_eq!(ids(&hit, "results"), [json!(3), json!("doc-2")]);
     assert_eq!(t.rows("docs").await, 2);
 
     // The OpenAPI document describes every endpoint.
     let doc = t.ok("GET", "/openapi.json", None).await;
-    for path in ["/v1/collections", "/v1/collections/{name}", "/v1/collections/{name}/upsert", "/v1/collections/{name}/delete",
-        "/v1/collections/{name}/get", "/v1/collections/{name}/search", "/v1/collections/{name}/flush"] {
+    for path in [
+        "/v1/collections",
+        "/v1/collections/{name}",
+        "/v1/collections/{name}/upsert",
+        "/v1/collections/{name}/delete",
+        "/v1/collections/{name}/get",
+        "/v1/collections/{name}/search",
+        "/v1/collections/{name}/flush",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
 
@@ -82,6 +103,9 @@ async fn every_endpoint_works_end_to_end() {
     t.server.stop().await;
 }
 
+/// A request: method, path, optional JSON body.
+type Call<'a> = (&'a str, &'a str, Option<Value>);
+
 #[tokio::test]
 async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
     let t = common::start(|c| c.ingest.max_batch_rows = 5).await;
@@ -90,28 +114,107 @@ async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
 
     let upsert = |rows: Value| ("POST", "/v1/collections/c/upsert", Some(json!({ "rows": rows })));
     let too_many: Vec<Value> = (10..16).map(|i| json!({"id": i, "vector": [1.0, 1.0]})).collect();
-    let cases: Vec<(&str, (&str, &str, Option<Value>), StatusCode, &str)> = vec![
-        ("wrong dimension", upsert(json!([{"id": 7, "vector": [1.0, 2.0]}, {"id": 8, "vector": [1.0]}])), StatusCode::BAD_REQUEST, "dimension 1"),
+    let cases: Vec<(&str, Call, StatusCode, &str)> = vec![
+        (
+            "wrong dimension",
+            upsert(json!([{"id": 7, "vector": [1.0, 2.0]}, {"id": 8, "vector": [1.0]}])),
+            StatusCode::BAD_REQUEST,
+            "dimension 1",
+        ),
         ("infinite value", upsert(json!([{"id": 7, "vector": [1.0, 1e39]}])), StatusCode::BAD_REQUEST, "finite"),
         ("empty batch", upsert(json!([])), StatusCode::BAD_REQUEST, "empty"),
         ("oversized batch", upsert(Value::Array(too_many)), StatusCode::BAD_REQUEST, "limit"),
-        ("duplicate ids", upsert(json!([{"id": 7, "vector": [1.0, 1.0]}, {"id": 7, "vector": [2.0, 2.0]}])), StatusCode::BAD_REQUEST, "more than once"),
+        (
+            "duplicate ids",
+            upsert(json!([{"id": 7, "vector": [1.0, 1.0]}, {"id": 7, "vector": [2.0, 2.0]}])),
+            StatusCode::BAD_REQUEST,
+            "more than once",
+        ),
         ("negative id", upsert(json!([{"id": -3, "vector": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "malformed JSON"),
         ("empty string id", upsert(json!([{"id": "", "vector": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "empty string"),
-        ("nested attribute", upsert(json!([{"id": 7, "vector": [1.0, 1.0], "attributes": {"a": {"b": 1}}}])), StatusCode::BAD_REQUEST, "string, number"),
+        (
+            "nested attribute",
+            upsert(json!([{"id": 7, "vector": [1.0, 1.0], "attributes": {"a": {"b": 1}}}])),
+            StatusCode::BAD_REQUEST,
+            "string, number",
+        ),
         ("unknown field", upsert(json!([{"id": 7, "vectors": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "unknown field"),
-        ("unknown collection", ("POST", "/v1/collections/nope/upsert", Some(json!({"rows": [{"id": 1, "vector": [1.0, 1.0]}]}))), StatusCode::NOT_FOUND, "does not exist"),
-        ("search wrong dimension", ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0]}))), StatusCode::BAD_REQUEST, "dimension"),
-        ("top_k zero", ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "top_k": 0}))), StatusCode::BAD_REQUEST, "top_k"),
-        ("ef too large", ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "ef": 100000}))), StatusCode::BAD_REQUEST, "ef"),
-        ("bad consistency", ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "consistency": "maybe"}))), StatusCode::BAD_REQUEST, "malformed JSON"),
-        ("get without ids", ("POST", "/v1/collections/c/get", Some(json!({"ids": []}))), StatusCode::BAD_REQUEST, "ids"),
-        ("delete duplicate ids", ("POST", "/v1/collections/c/delete", Some(json!({"ids": [1, 1]}))), StatusCode::BAD_REQUEST, "more than once"),
-        ("zero dimension", ("POST", "/v1/collections", Some(json!({"name": "z", "dimension": 0, "metric": "l2"}))), StatusCode::BAD_REQUEST, "dimension"),
-        ("bad metric", ("POST", "/v1/collections", Some(json!({"name": "z", "dimension": 2, "metric": "hamming"}))), StatusCode::BAD_REQUEST, "malformed JSON"),
-        ("bad name", ("POST", "/v1/collections", Some(json!({"name": "../x", "dimension": 2, "metric": "l2"}))), StatusCode::BAD_REQUEST, "collection name"),
-        ("bad hnsw", ("POST", "/v1/collections", Some(json!({"name": "z", "dimension": 2, "metric": "l2", "hnsw": {"m": 1000}}))), StatusCode::BAD_REQUEST, "hnsw.m"),
-        ("existing name", ("POST", "/v1/collections", Some(json!({"name": "c", "dimension": 2, "metric": "l2"}))), StatusCode::CONFLICT, "already exists"),
+        (
+            "unknown collection",
+            ("POST", "/v1/collections/nope/upsert", Some(json!({"rows": [{"id": 1, "vector": [1.0, 1.0]}]}))),
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "search wrong dimension",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0]}))),
+            StatusCode::BAD_REQUEST,
+            "dimension",
+        ),
+        (
+            "top_k zero",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "top_k": 0}))),
+            StatusCode::BAD_REQUEST,
+            "top_k",
+        ),
+        (
+            "ef too large",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "ef": 100000}))),
+            StatusCode::BAD_REQUEST,
+            "ef",
+        ),
+        (
+            "bad consistency",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "consistency": "maybe"}))),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            "get without ids",
+            ("POST", "/v1/collections/c/get", Some(json!({"ids": []}))),
+            StatusCode::BAD_REQUEST,
+            "ids",
+        ),
+        (
+            "delete duplicate ids",
+            ("POST", "/v1/collections/c/delete", Some(json!({"ids": [1, 1]}))),
+            StatusCode::BAD_REQUEST,
+            "more than once",
+        ),
+        (
+            "zero dimension",
+            ("POST", "/v1/collections", Some(json!({"name": "z", "dimension": 0, "metric": "l2"}))),
+            StatusCode::BAD_REQUEST,
+            "dimension",
+        ),
+        (
+            "bad metric",
+            ("POST", "/v1/collections", Some(json!({"name": "z", "dimension": 2, "metric": "hamming"}))),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            "bad name",
+            ("POST", "/v1/collections", Some(json!({"name": "../x", "dimension": 2, "metric": "l2"}))),
+            StatusCode::BAD_REQUEST,
+            "collection name",
+        ),
+        (
+            "bad hnsw",
+            (
+                "POST",
+                "/v1/collections",
+                Some(json!({"name": "z", "dimension": 2, "metric": "l2", "hnsw": {"m": 1000}})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "hnsw.m",
+        ),
+        (
+            "existing name",
+            ("POST", "/v1/collections", Some(json!({"name": "c", "dimension": 2, "metric": "l2"}))),
+            StatusCode::CONFLICT,
+            "already exists",
+        ),
     ];
     for (what, (method, path, body), status, needle) in cases {
         let (got, v) = t.call(method, path, body).await;
@@ -123,7 +226,12 @@ async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
 
     // Malformed JSON and a missing content type.
     let (status, v) = t
-        .raw(Request::post("/v1/collections/c/upsert").header("content-type", "application/json").body(Body::from("{\"rows\": [")).unwrap())
+        .raw(
+            Request::post("/v1/collections/c/upsert")
+                .header("content-type", "application/json")
+                .body(Body::from("{\"rows\": ["))
+                .unwrap(),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("malformed JSON"));
@@ -134,7 +242,12 @@ async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
     assert_eq!(t.rows("c").await, 1);
     let got = t.ok("POST", "/v1/collections/c/get", Some(json!({"ids": [7, 8, 10, 11]}))).await;
     assert_eq!(got["rows"], json!([]));
-    let names: Vec<_> = t.ok("GET", "/v1/collections", None).await["collections"].as_array().unwrap().iter().map(|c| c["name"].clone()).collect();
+    let names: Vec<_> = t.ok("GET", "/v1/collections", None).await["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
     assert_eq!(names, [json!("c")]);
     t.server.stop().await;
 }

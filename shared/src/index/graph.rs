@@ -187,13 +187,3 @@ impl Graph {
         search::search_graph(self, vectors, dim, space, query, k, ef, is_deleted)
     }
 }
-impl Graph {
-    pub fn base_neighbours(&self, i: usize) -> &[u32] {
-        self.base.neighbours(i)
-    }
-}
-impl Graph {
-    pub fn entry_row(&self) -> u32 {
-        self.entry
-    }
-}

@@ -17,6 +17,7 @@
 
 mod build;
 mod codec;
+mod connect;
 mod distance;
 mod graph;
 mod search;

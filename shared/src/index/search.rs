@@ -248,38 +248,44 @@ impl Beam<'_> {
     /// Returns up to `ef` non-deleted rows, ascending.
     fn run<M: Metric>(&self, m: M, visited: &mut Visited) -> Vec<Scored> {
         let graph = self.graph;
-        let mut cur = graph.entry;
-        let mut cur_dist = m.eval(self.query, self.vector(cur));
-
-        // Greedy descent: move to any closer neighbour until none is closer. Strict `<`
-        // makes every step decrease the distance, so the loop terminates.
+        let entry = Scored { dist: m.eval(self.query, self.vector(graph.entry)), row: graph.entry };
+        let mut heaps = Heaps::with_capacity(self.ef);
+        let mut seeds = vec![entry];
+        // Upper layers only route: a beam of one is the classic greedy descent, and
+        // tombstoned rows are valid stepping stones.
         for layer in graph.upper.iter().rev() {
-            loop {
-                let mut moved = false;
-                for &nb in layer.neighbours_of(cur) {
-                    let d = m.eval(self.query, self.vector(nb));
-                    if d < cur_dist {
-                        cur = nb;
-                        cur_dist = d;
-                        moved = true;
-                    }
-                }
-                if !moved {
-                    break;
-                }
+            seeds = self.layer(m, visited, &mut heaps, &seeds, 1, false, |row| layer.neighbours_of(row));
+        }
+        self.layer(m, visited, &mut heaps, &seeds, self.ef, true, |row| graph.base.neighbours(row as usize))
+    }
+
+    /// Best-first search of one layer from `seeds`, keeping the `ef` best rows
+    /// (non-deleted ones only when `filter`), returned ascending.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn layer<'g, M: Metric>(
+        &self,
+        m: M,
+        visited: &mut Visited,
+        heaps: &mut Heaps,
+        seeds: &[Scored],
+        ef: usize,
+        filter: bool,
+        neighbours: impl Fn(u32) -> &'g [u32],
+    ) -> Vec<Scored> {
+        let Heaps { candidates, results } = heaps;
+        candidates.clear();
+        results.clear();
+        visited.start(self.graph.n as usize);
+        for &s in seeds {
+            visited.insert(s.row);
+            candidates.push(Reverse(s));
+            if !(filter && (self.is_deleted)(s.row)) {
+                results.push(s);
             }
         }
-
-        // Layer 0 beam.
-        let ef = self.ef;
-        visited.start(graph.n as usize);
-        visited.insert(cur);
-        let mut candidates = BinaryHeap::<Reverse<Scored>>::with_capacity(2 * ef);
-        let mut results = BinaryHeap::<Scored>::with_capacity(ef + 1);
-        let start = Scored { dist: cur_dist, row: cur };
-        candidates.push(Reverse(start));
-        if !(self.is_deleted)(cur) {
-            results.push(start);
+        while results.len() > ef {
+            results.pop();
         }
         // Distance of the worst kept result (infinite while nothing is kept).
         let mut bound = results.peek().map_or(f32::INFINITY, |s| s.dist);
@@ -288,7 +294,7 @@ impl Beam<'_> {
             if results.len() >= ef && c.dist > bound {
                 break;
             }
-            for &nb in graph.base.neighbours(c.row as usize) {
+            for &nb in neighbours(c.row) {
                 if !visited.insert(nb) {
                     continue;
                 }
@@ -296,7 +302,7 @@ impl Beam<'_> {
                 if results.len() < ef || d < bound {
                     let s = Scored { dist: d, row: nb };
                     candidates.push(Reverse(s));
-                    if !(self.is_deleted)(nb) {
+                    if !(filter && (self.is_deleted)(nb)) {
                         results.push(s);
                         if results.len() > ef {
                             results.pop();
@@ -306,7 +312,21 @@ impl Beam<'_> {
                 }
             }
         }
-        results.into_sorted_vec()
+        std::mem::take(results).into_sorted_vec()
+    }
+}
+
+/// The two heaps of a layer search, reused across the layers of one query.
+struct Heaps {
+    /// Rows still to expand, closest first.
+    candidates: BinaryHeap<Reverse<Scored>>,
+    /// Best rows found so far, worst on top.
+    results: BinaryHeap<Scored>,
+}
+
+impl Heaps {
+    fn with_capacity(ef: usize) -> Self {
+        Self { candidates: BinaryHeap::with_capacity(2 * ef), results: BinaryHeap::with_capacity(ef + 1) }
     }
 }
 

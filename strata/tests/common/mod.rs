@@ -51,8 +51,13 @@ impl TestServer {
     }
 
     pub async fn create(&self, name: &str, dim: usize, metric: &str) {
-        let (status, v) =
-            self.call("POST", "/v1/collections", Some(json!({"name": name, "dimension": dim, "metric": metric, "shards": 2}))).await;
+        let (status, v) = self
+            .call(
+                "POST",
+                "/v1/collections",
+                Some(json!({"name": name, "dimension": dim, "metric": metric, "shards": 2})),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
     }
 

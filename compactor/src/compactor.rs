@@ -1,0 +1,257 @@
+//! The compactor role: a background loop that, every `interval_ms`, takes each active
+//! shard's compaction lease in turn, compacts it while there is work, garbage-collects it,
+//! and gives the lease back; then sweeps dropped collections.
+//!
+//! Leases only decide who *should* work on a shard; correctness rests on create-only
+//! manifest commits (see the `merge` module). The lease epoch is stamped into every manifest
+//! this role commits. Leases are taken per pass and released after it, so several
+//! compactors share the shards without any assignment step.
+//!
+//! Within one process, all work (the loop and the admin calls) is serialised by one lock:
+//! compaction is CPU-bound and a second concurrent pass would only contend for the cores.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_shared::catalog;
+use strata_shared::coord::{Head, Lease, LeaseKind, shard_key};
+use strata_shared::deps::Deps;
+use strata_shared::error::{Error, Result};
+use strata_shared::paths::ShardPaths;
+use strata_shared::types::CollectionDef;
+use tokio::sync::{Mutex, watch};
+
+use crate::config::CompactorConfig;
+use crate::gc::{self, CatalogMemo};
+use crate::merge;
+use crate::report::{CompactionReport, GcReport, PassReport};
+
+/// Compactions of one shard per pass at most, so a shard under constant churn cannot
+/// starve the others (the rest waits for the next pass).
+const MAX_COMPACTIONS_PER_SHARD_PASS: usize = 64;
+
+/// A running compactor. Cheap to clone.
+#[derive(Clone)]
+pub struct Compactor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: CompactorConfig,
+    deps: Deps,
+    shutdown: watch::Receiver<bool>,
+    work: Mutex<WorkState>,
+}
+
+/// State of the serialised work.
+#[derive(Default)]
+struct WorkState {
+    catalog: CatalogMemo,
+    /// Newest manifest version seen per shard: a hint that saves a listing per pass.
+    hints: HashMap<ShardPaths, u64>,
+}
+
+/// Starts the compactor: validates the config and spawns the background loop, which runs
+/// until `shutdown` turns true (or its sender is dropped).
+pub async fn start(config: CompactorConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<Compactor> {
+    config.validate()?;
+    let compactor = Compactor {
+        inner: Arc::new(Inner { config, deps, shutdown: shutdown.clone(), work: Mutex::new(WorkState::default()) }),
+    };
+    tokio::spawn(run_loop(compactor.clone(), shutdown));
+    Ok(compactor)
+}
+
+async fn run_loop(compactor: Compactor, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(compactor.inner.config.interval_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        match compactor.run_once().await {
+            Ok(report) if !report.errors.is_empty() => {
+                tracing::warn!(errors = ?report.errors, "compaction pass finished with errors");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "compaction pass failed"),
+        }
+    }
+    tracing::info!("compactor stopped");
+}
+
+impl Compactor {
+    pub fn config(&self) -> &CompactorConfig {
+        &self.inner.config
+    }
+
+    fn stopping(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    /// One pass over every active collection's shards: compact (repeating while there is
+    /// work) then garbage-collect each shard whose lease this node gets; then delete dropped
+    /// collections past the grace. Failures of one shard are reported and the pass goes on.
+    pub async fn run_once(&self) -> Result<PassReport> {
+        let mut work = self.inner.work.lock().await;
+        let started = Instant::now();
+        let deps = &self.inner.deps;
+        let mut report = PassReport::default();
+        let defs = catalog::list_active(deps.store.as_ref()).await?;
+        work.hints.retain(|paths, _| defs.iter().any(|d| d.id == paths.collection_id));
+        'collections: for def in &defs {
+            for shard in 0..def.shards {
+                if self.stopping() {
+                    break 'collections;
+                }
+                match self.shard_pass(&mut work, def, shard).await {
+                    Ok(None) => report.shards_skipped += 1,
+                    Ok(Some((compactions, gc))) => {
+                        report.shards += 1;
+                        report.compactions.extend(compactions);
+                        report.gc.add(&gc);
+                    }
+                    Err(e) => {
+                        report.shards += 1;
+                        tracing::warn!(collection = %def.name, shard, error = %e, "shard maintenance failed");
+                        report.errors.push(format!("collection {:?} shard {shard}: {e}", def.name));
+                    }
+                }
+            }
+        }
+        if !self.stopping() {
+            let grace = self.inner.config.gc_grace_ms;
+            match gc::gc_collections(deps, grace, &mut work.catalog).await {
+                Ok(gc) => report.gc.add(&gc),
+                Err(e) => {
+                    tracing::warn!(error = %e, "collection garbage collection failed");
+                    report.errors.push(format!("collection sweep: {e}"));
+                }
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        let eventful = !report.compactions.is_empty() || report.gc.objects_deleted > 0 || !report.errors.is_empty();
+        // A quiet pass every few seconds is not news.
+        if eventful {
+            tracing::info!(
+                shards = report.shards,
+                skipped = report.shards_skipped,
+                compactions = report.compactions.len(),
+                deleted_objects = report.gc.objects_deleted,
+                deleted_bytes = report.gc.bytes_deleted,
+                errors = report.errors.len(),
+                seconds = report.seconds,
+                "compaction pass done"
+            );
+        } else {
+            tracing::debug!(shards = report.shards, seconds = report.seconds, "compaction pass found nothing to do");
+        }
+        Ok(report)
+    }
+
+    /// Compacts and collects one shard under its lease; `None` if another node holds it.
+    async fn shard_pass(
+        &self,
+        work: &mut WorkState,
+        def: &CollectionDef,
+        shard: u32,
+    ) -> Result<Option<(Vec<CompactionReport>, GcReport)>> {
+        let Some(lease) = self.acquire(def, shard).await? else {
+            return Ok(None);
+        };
+        let result = async {
+            let mut compactions = Vec::new();
+            while compactions.len() < MAX_COMPACTIONS_PER_SHARD_PASS && !self.stopping() {
+                match self.compact_leased(work, def, shard, &lease).await? {
+                    Some(r) => compactions.push(r),
+                    None => break,
+                }
+            }
+            let gc =
+                gc::gc_shard(&self.inner.deps, &ShardPaths::new(def.id.clone(), shard), self.inner.config.gc_grace_ms)
+                    .await?;
+            Ok((compactions, gc))
+        }
+        .await;
+        self.release(&lease).await;
+        result.map(Some)
+    }
+
+    /// Compacts one shard once (re-planning if a concurrent compaction made the merge moot).
+    /// `None` when it has nothing to compact. `Conflict` if another node holds the shard's
+    /// compaction lease.
+    pub async fn compact_shard(&self, def: &CollectionDef, shard: u32) -> Result<Option<CompactionReport>> {
+        let mut work = self.inner.work.lock().await;
+        let lease = self.acquire_or_conflict(def, shard).await?;
+        let result = self.compact_leased(&mut work, def, shard, &lease).await;
+        self.release(&lease).await;
+        result
+    }
+
+    /// Garbage-collects one shard. `Conflict` if another node holds its compaction lease.
+    pub async fn gc_shard(&self, def: &CollectionDef, shard: u32) -> Result<GcReport> {
+        let _work = self.inner.work.lock().await;
+        let lease = self.acquire_or_conflict(def, shard).await?;
+        let paths = ShardPaths::new(def.id.clone(), shard);
+        let result = gc::gc_shard(&self.inner.deps, &paths, self.inner.config.gc_grace_ms).await;
+        self.release(&lease).await;
+        result
+    }
+
+    async fn compact_leased(
+        &self,
+        work: &mut WorkState,
+        def: &CollectionDef,
+        shard: u32,
+        lease: &Lease,
+    ) -> Result<Option<CompactionReport>> {
+        let deps = &self.inner.deps;
+        let paths = ShardPaths::new(def.id.clone(), shard);
+        let mut hint = work.hints.get(&paths).copied();
+        let result = merge::compact_once(deps, def, &paths, &self.inner.config, lease.epoch, &mut hint).await;
+        if let Some(h) = hint {
+            work.hints.insert(paths, h);
+        }
+        if let Ok(Some(report)) = &result {
+            // Wake query nodes so they pick the merged segment up promptly. The WAL head is
+            // the writer's to move: republish the one already known.
+            let published = async {
+                let wal_seq = deps.coord.head(&lease.key).await?.map_or(0, |h| h.wal_seq);
+                deps.coord.publish_head(&lease.key, Head { wal_seq, manifest_version: report.manifest_version }).await
+            };
+            if let Err(e) = published.await {
+                tracing::warn!(key = %lease.key, error = %e, "could not publish the shard head");
+            }
+        }
+        result
+    }
+
+    async fn acquire(&self, def: &CollectionDef, shard: u32) -> Result<Option<Lease>> {
+        let deps = &self.inner.deps;
+        deps.coord.try_acquire(LeaseKind::Compact, &shard_key(&def.id, shard), &deps.node_id).await
+    }
+
+    async fn acquire_or_conflict(&self, def: &CollectionDef, shard: u32) -> Result<Lease> {
+        self.acquire(def, shard).await?.ok_or_else(|| {
+            Error::conflict(format!(
+                "shard {shard} of collection {:?} is being compacted by another node; retry later",
+                def.name
+            ))
+        })
+    }
+
+    async fn release(&self, lease: &Lease) {
+        // A lease we fail to release expires with our coordination session; nothing to undo.
+        if let Err(e) = self.inner.deps.coord.release(lease).await {
+            tracing::warn!(key = %lease.key, error = %e, "could not release the compaction lease");
+        }
+    }
+}
