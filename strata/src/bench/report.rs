@@ -209,11 +209,13 @@ impl Report {
             }
         }
         let server_peak = self.server.as_ref().and_then(|s| num(s, &["peak_rss_bytes"]));
+        let server_now = self.server.as_ref().and_then(|s| num(s, &["rss_bytes"]));
         let ref_peak = r.and_then(|r| num(r, &["peak_rss_bytes"]));
         let _ = writeln!(
             o,
-            "| Peak RSS | {} (server process) | {} (python process, incl. data) | — |\n",
+            "| Peak RSS | {} (server process since its start; now {}) | {} (python process, incl. data) | — |\n",
             server_peak.map_or("—".to_owned(), mib),
+            server_now.map_or("—".to_owned(), mib),
             ref_peak.map_or("—".to_owned(), mib)
         );
     }

@@ -287,7 +287,7 @@ fn markdown_report_compares_with_reference() {
     };
     let md = report.markdown();
     assert!(md.contains("| 64 | 0.9500 / 0.9700 | 1,000 / 4,000 (0.25×)"), "{md}");
-    assert!(md.contains("100 MiB (server process)"), "{md}");
+    assert!(md.contains("100 MiB (server process since its start; now —)"), "{md}");
     assert!(md.contains("2,000 vectors/s (2 threads"), "{md}");
     let js = serde_json::to_value(&report).unwrap();
     assert_eq!(js["search"][1]["threads"], 4);
