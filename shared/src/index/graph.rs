@@ -4,7 +4,8 @@
 //! never stored here; every operation that needs them takes the segment's flat
 //! row-major `n × dim` slice.
 //!
-//! Flow: [`Graph::build`] (hnsw_rs construction + adjacency extraction, `build.rs`) →
+//! Flow: [`Graph::build`] (hnsw_rs construction + adjacency extraction, `build.rs`,
+//! then layer-0 connectivity repair, `connect.rs`) →
 //! [`Graph::encode`] / [`Graph::decode`] (`codec.rs`) → [`Graph::search`] (`search.rs`).
 //!
 //! Invariants (established by `build`, re-checked by `decode`, relied upon by `search`
@@ -15,6 +16,9 @@
 //!   that layer;
 //! - `offsets` of every CSR start at 0, never decrease and end at `neighbours.len()`;
 //! - `entry` is `< n` and a node of the top layer (for `n == 0` it is 0 and unused).
+//! - after `build`, layer 0 is strongly connected, so every row is reachable from
+//!   wherever a search lands (`decode` does not re-check this: search never relies on
+//!   it for memory safety, only for recall).
 
 use std::fmt;
 

@@ -312,7 +312,10 @@ impl Beam<'_> {
                 }
             }
         }
-        std::mem::take(results).into_sorted_vec()
+        // Drain rather than `into_sorted_vec` so the heap keeps its buffer for the next layer.
+        let mut out: Vec<Scored> = results.drain().collect();
+        out.sort_unstable();
+        out
     }
 }
 
