@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use strata_shared::catalog::{self, NewCollection};
+use strata_shared::coord::{self, Head};
 use strata_shared::deps::Deps;
 use strata_shared::error::{Error, Result};
 use strata_shared::types::{CollectionDef, Row, RowId};
@@ -58,6 +59,7 @@ impl IngestNode {
     pub async fn create_collection(&self, new: NewCollection) -> Result<CollectionDef> {
         let deps = &self.inner.deps;
         let def = catalog::create(deps.store.as_ref(), &new, deps.clock.now_ms()).await?;
+        self.publish_catalog_head(&def.name).await?;
         self.writers(&def.name).await?;
         Ok(def)
     }
@@ -65,9 +67,21 @@ impl IngestNode {
     pub async fn drop_collection(&self, name: &str) -> Result<CollectionDef> {
         let deps = &self.inner.deps;
         let def = catalog::drop_collection(deps.store.as_ref(), name, deps.clock.now_ms()).await?;
+        self.publish_catalog_head(name).await?;
         // Dropping the writers closes their channels; their actors stop and release leases.
         self.inner.collections.lock().await.remove(name);
         Ok(def)
+    }
+
+    /// Tells readers that `name`'s catalog chain changed, before the change is acknowledged.
+    async fn publish_catalog_head(&self, name: &str) -> Result<()> {
+        let deps = &self.inner.deps;
+        if let Some(entry) = catalog::newest_entry(deps.store.as_ref(), name).await? {
+            deps.coord
+                .publish_head(&coord::catalog_key(name), Head { wal_seq: entry.version, manifest_version: 0 })
+                .await?;
+        }
+        Ok(())
     }
 
     /// The writers of an active collection, started on first use.

@@ -16,3 +16,6 @@ mod tail;
 
 pub use config::QueryConfig;
 pub use node::{Consistency, QueryNode, ResultRow, SearchRequest, SearchResponse, start};
+
+#[cfg(test)]
+mod tests;

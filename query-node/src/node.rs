@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use strata_shared::api::CollectionInfo;
-use strata_shared::catalog;
-use strata_shared::coord::shard_key;
+use strata_shared::catalog::{self, CatalogState};
+use strata_shared::coord::{self, shard_key};
 use strata_shared::deps::Deps;
 use strata_shared::error::{Error, Result};
 use strata_shared::segment::store::{prepare_query, score_of};
@@ -115,6 +115,8 @@ pub struct CollectionDescription {
 struct CollectionReader {
     def: Arc<CollectionDef>,
     shards: Vec<Arc<ShardReader>>,
+    /// The catalog version this reader was resolved at.
+    catalog_version: u64,
 }
 
 /// A running query role. Cheap to clone.
@@ -139,21 +141,37 @@ pub async fn start(
 }
 
 impl QueryNode {
-    /// The reader of an active collection. Resolves the name through the catalog on every
-    /// call, so a dropped (or dropped and re-created) collection is never served stale.
+    /// The reader of an active collection. The name's published catalog version tells
+    /// whether the cached reader is still current; without one (or when it changed) the
+    /// name is resolved from the catalog in object storage, so a dropped or re-created
+    /// collection is never served stale.
     async fn collection(&self, name: &str) -> Result<Arc<CollectionReader>> {
-        let store = self.inner.deps.store.as_ref();
-        let id = catalog::resolve_id(store, name).await?;
+        let deps = &self.inner.deps;
+        let published = deps.coord.head(&coord::catalog_key(name)).await?.map(|h| h.wal_seq);
         let mut map = self.inner.collections.lock().await;
         if let Some(c) = map.get(name)
-            && c.def.id == id
+            && published.is_some()
+            && published == Some(c.catalog_version)
         {
             return Ok(c.clone());
         }
-        let def = Arc::new(catalog::read_definition(store, &id).await?);
-        let shards =
-            (0..def.shards).map(|s| Arc::new(ShardReader::new(self.inner.deps.clone(), def.clone(), s))).collect();
-        let reader = Arc::new(CollectionReader { def, shards });
+        let store = deps.store.as_ref();
+        let not_found = || Error::not_found(format!("collection {name:?} does not exist"));
+        catalog::validate_name(name).map_err(|_| not_found())?;
+        let entry = catalog::newest_entry(store, name).await?.ok_or_else(not_found)?;
+        if entry.state != CatalogState::Active {
+            map.remove(name);
+            return Err(not_found());
+        }
+        let def = match map.get(name) {
+            Some(c) if c.def.id == entry.collection_id => c.def.clone(),
+            _ => Arc::new(catalog::read_definition(store, &entry.collection_id).await?),
+        };
+        let shards = match map.get(name) {
+            Some(c) if c.def.id == def.id => c.shards.clone(),
+            _ => (0..def.shards).map(|s| Arc::new(ShardReader::new(deps.clone(), def.clone(), s))).collect(),
+        };
+        let reader = Arc::new(CollectionReader { def, shards, catalog_version: entry.version });
         map.insert(name.to_owned(), reader.clone());
         Ok(reader)
     }

@@ -61,6 +61,8 @@ pub(crate) struct ShardReader {
     deps: Deps,
     def: Arc<CollectionDef>,
     paths: ShardPaths,
+    /// Coordination key of this shard's head.
+    key: String,
     state: RwLock<ShardState>,
     /// Serialises refreshes; holds when the last completed refresh started.
     refresh: tokio::sync::Mutex<Option<Instant>>,
@@ -71,6 +73,7 @@ impl ShardReader {
         let paths = ShardPaths::new(def.id.clone(), shard);
         let tail = Tail::new(def.metric, def.dimension as usize, 0);
         Self {
+            key: strata_shared::coord::shard_key(&def.id, shard),
             deps,
             def,
             paths,
@@ -86,6 +89,14 @@ impl ShardReader {
     /// Brings the state up to date unless a refresh that started after `since` (or, with
     /// `max_age`, within it) already completed.
     pub async fn refresh(&self, since: Instant, max_age: Option<Duration>) -> Result<()> {
+        // Fast path: writers publish the head before acknowledging, so having applied up to
+        // the published head means having every acknowledged write.
+        if let Some(head) = self.deps.coord.head(&self.key).await? {
+            let s = self.read();
+            if head.wal_seq <= s.tail.applied_seq && head.manifest_version <= s.manifest.version {
+                return Ok(());
+            }
+        }
         let mut last = self.refresh.lock().await;
         if let Some(started) = *last {
             let fresh_enough = match max_age {

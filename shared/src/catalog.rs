@@ -77,7 +77,8 @@ impl NewCollection {
     }
 }
 
-async fn newest_entry(store: &dyn ObjectStore, name: &str) -> Result<Option<CatalogEntry>> {
+/// The newest entry of a name's catalog chain, active or dropped (one listing, one read).
+pub async fn newest_entry(store: &dyn ObjectStore, name: &str) -> Result<Option<CatalogEntry>> {
     let dir = paths::catalog_dir(name);
     let metas: Vec<_> = store.list(Some(&dir)).try_collect().await.map_err(|e| Error::storage(dir.as_ref(), e))?;
     let Some(version) = metas.iter().filter_map(|m| paths::parse_num(&m.location)).max() else {

@@ -36,7 +36,13 @@ pub struct Lease {
     pub epoch: u64,
 }
 
-/// The freshest known state of a shard: a hint, never the truth.
+/// The freshest known state of a shard.
+///
+/// Writers publish a new `wal_seq` *before* acknowledging the writes it holds, and heads
+/// only move forward (field by field), so a reader that has applied everything up to the
+/// published head has every acknowledged write. When the head is missing (coordination
+/// state lost, or never published) readers fall back to probing object storage, which is
+/// the truth.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     /// Newest acknowledged WAL sequence.
@@ -133,6 +139,12 @@ impl Coordination for InProcess {
     fn head_changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
+}
+
+/// The coordination key under which a collection name's newest catalog version is
+/// published (as `Head::wal_seq`), so readers re-resolve a name only when it changed.
+pub fn catalog_key(name: &str) -> String {
+    format!("catalog/{name}")
 }
 
 /// The coordination key of one shard.
