@@ -7,7 +7,7 @@ use object_store::memory::InMemory;
 use serde_json::json;
 use strata_shared::cache::{CacheConfig, SegmentCache};
 use strata_shared::catalog::{self, NewCollection};
-use strata_shared::coord::{Coordination, Head, InProcess, shard_key};
+use strata_shared::coord::{Head, InProcess, shard_key};
 use strata_shared::deps::{Deps, SystemClock};
 use strata_shared::paths::ShardPaths;
 use strata_shared::types::{HnswParams, Metric, Row, RowId};
