@@ -49,7 +49,7 @@ impl IdCache {
 
 /// The newest op per id of a range of WAL entries: `Some(row)` for an upsert, `None` for
 /// a delete. Later entries and later ops within an entry win.
-pub(crate) fn newest_ops(entries: &[Arc<WalEntry>]) -> (Vec<Row>, Vec<RowId>) {
+pub(crate) fn newest_ops(entries: &[Arc<WalEntry>]) -> (Vec<&Row>, Vec<RowId>) {
     let mut newest: HashMap<&RowId, Option<&Row>> = HashMap::new();
     let mut order: Vec<&RowId> = Vec::new();
     for entry in entries {
@@ -63,7 +63,7 @@ pub(crate) fn newest_ops(entries: &[Arc<WalEntry>]) -> (Vec<Row>, Vec<RowId>) {
             }
         }
     }
-    let rows = order.iter().filter_map(|id| newest[id].cloned()).collect();
+    let rows = order.iter().filter_map(|id| newest[id]).collect();
     let touched = order.into_iter().cloned().collect();
     (rows, touched)
 }
@@ -90,39 +90,42 @@ pub(crate) async fn flush(
         return Err(Error::internal("flush of an empty range"));
     };
     let (min_seq, max_seq) = (entries[0].seq, last.seq);
-    let (rows, touched) = newest_ops(&entries);
-    drop(entries);
-
-    let new_segment = if rows.is_empty() {
-        None
-    } else {
-        let segment_id = paths::segment_id(max_seq, rand::random());
-        let started = std::time::Instant::now();
-        let def_for_build = def.clone();
-        let rows = Arc::new(rows);
-        let rows_for_build = rows.clone();
-        let built =
-            tokio::task::spawn_blocking(move || segstore::build(&def_for_build, &rows_for_build, graph_min_rows))
-                .await
-                .map_err(|e| Error::internal(format!("segment build panicked: {e}")))??;
-        segstore::upload(deps.store.as_ref(), &deps.cache, shard, &segment_id, &built).await?;
-        tracing::info!(
-            shard = %shard.root(), segment = %segment_id, rows = rows.len(), graph = built.graph.is_some(),
-            seconds = started.elapsed().as_secs_f64(), "built segment"
-        );
+    // Resolving the newest op per id and building are CPU work: both run off the runtime,
+    // borrowing rows from the WAL entries rather than copying them.
+    let started = std::time::Instant::now();
+    let def_for_build = def.clone();
+    let (built, seg_ids, touched) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (rows, touched) = newest_ops(&entries);
+        let built = if rows.is_empty() { None } else { Some(segstore::build(&def_for_build, &rows, graph_min_rows)?) };
         let seg_ids: Vec<RowId> = rows.iter().map(|r| r.id.clone()).collect();
-        let lookup = strata_shared::segment::IdLookup::new(&seg_ids);
-        ids.segments.insert(segment_id.clone(), Arc::new(SegmentIds { ids: seg_ids, lookup }));
-        Some(SegmentMeta {
-            id: segment_id,
-            rows: rows.len() as u32,
-            bytes: built.bytes(),
-            min_seq,
-            max_seq,
-            has_graph: built.graph.is_some(),
-            tombstone: None,
-            level: 0,
-        })
+        Ok((built, seg_ids, touched))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("segment build panicked: {e}")))??;
+
+    let new_segment = match built {
+        None => None,
+        Some(built) => {
+            let segment_id = paths::segment_id(max_seq, rand::random());
+            segstore::upload(deps.store.as_ref(), &deps.cache, shard, &segment_id, &built).await?;
+            tracing::info!(
+                shard = %shard.root(), segment = %segment_id, rows = seg_ids.len(), graph = built.graph.is_some(),
+                seconds = started.elapsed().as_secs_f64(), "built segment"
+            );
+            let meta = SegmentMeta {
+                id: segment_id.clone(),
+                rows: seg_ids.len() as u32,
+                bytes: built.bytes(),
+                min_seq,
+                max_seq,
+                has_graph: built.graph.is_some(),
+                tombstone: None,
+                level: 0,
+            };
+            let lookup = strata_shared::segment::IdLookup::new(&seg_ids);
+            ids.segments.insert(segment_id, Arc::new(SegmentIds { ids: seg_ids, lookup }));
+            Some(meta)
+        }
     };
 
     let mut hint = manifest_hint;

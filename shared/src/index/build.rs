@@ -1,4 +1,7 @@
-//! Graph construction: hnsw_rs builds the HNSW graph, we extract its adjacency.
+//! The reference builder ([`Builder::HnswRs`](super::Builder)): hnsw_rs builds the HNSW
+//! graph, we extract its adjacency. The default builder is `native.rs`; this one stays
+//! as the cross-check its recall is tested against. Also home of the build distance
+//! both builders use.
 //!
 //! Flow: insert every row with hnsw_rs `parallel_insert_slice` (rayon) under our own
 //! SIMD [`Distance`] → walk every hnsw_rs point (origin id = our row, `p_id.0` = its
@@ -39,7 +42,7 @@ const MAX_LAYERS: usize = 16;
 /// The build-time distance handed to hnsw_rs (see module docs). It is total: a NaN
 /// (only possible with non-finite input, which callers reject) becomes `f32::MAX`
 /// instead of tripping hnsw_rs's `dist >= 0` assertions and panicking a build thread.
-enum BuildDistance {
+pub(super) enum BuildDistance {
     SquaredL2(fn(&[f32], &[f32]) -> f32),
     /// `offset - a·b` with `offset` at least every row's squared norm.
     InnerProduct {
@@ -51,6 +54,14 @@ enum BuildDistance {
 impl Distance<f32> for BuildDistance {
     #[inline]
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.between(a, b)
+    }
+}
+
+impl BuildDistance {
+    /// The distance of `a` and `b`: never negative, never NaN (see the type's docs).
+    #[inline]
+    pub(super) fn between(&self, a: &[f32], b: &[f32]) -> f32 {
         let d = match *self {
             BuildDistance::SquaredL2(l2_squared) => l2_squared(a, b),
             BuildDistance::InnerProduct { dot, offset } => {
@@ -62,10 +73,8 @@ impl Distance<f32> for BuildDistance {
         };
         if d >= 0.0 { d } else { f32::MAX }
     }
-}
 
-impl BuildDistance {
-    fn for_space(space: Space, vectors: &[f32], dim: usize) -> Self {
+    pub(super) fn for_space(space: Space, vectors: &[f32], dim: usize) -> Self {
         let k = kernels();
         match space {
             Space::L2 | Space::Cosine => BuildDistance::SquaredL2(k.l2_squared),
@@ -77,19 +86,10 @@ impl BuildDistance {
     }
 }
 
+/// Builds with hnsw_rs; `vectors` holds `n × dim` values, `n ≥ 1`, `dim ≥ 1` (checked
+/// by `Graph::build_with`).
 pub(super) fn build(vectors: &[f32], dim: usize, space: Space, params: GraphParams) -> Graph {
-    debug_assert!(dim > 0, "dimension must be positive");
-    debug_assert_eq!(vectors.len() % dim.max(1), 0, "vectors must be n × dim");
-    if dim == 0 {
-        return Graph::empty();
-    }
     let n = vectors.len() / dim;
-    assert!(u32::try_from(n).is_ok(), "a graph holds at most u32::MAX rows, got {n}");
-    if n == 0 {
-        return Graph::empty();
-    }
-    let vectors = &vectors[..n * dim];
-
     let m = params.m.clamp(2, 255);
     // A beam narrower than the neighbour budget cannot fill the neighbour lists.
     let ef_construction = params.ef_construction.max(m);

@@ -4,8 +4,9 @@
 //! never stored here; every operation that needs them takes the segment's flat
 //! row-major `n × dim` slice.
 //!
-//! Flow: [`Graph::build`] (hnsw_rs construction + adjacency extraction, `build.rs`,
-//! then layer-0 connectivity repair, `connect.rs`) →
+//! Flow: [`Graph::build`] (our parallel HNSW construction, `native.rs`, or with
+//! [`Builder::HnswRs`] hnsw_rs construction + adjacency extraction, `build.rs`; either
+//! way then layer-0 connectivity repair, `connect.rs`) →
 //! [`Graph::encode`] / [`Graph::decode`] (`codec.rs`) → [`Graph::search`] (`search.rs`).
 //!
 //! Invariants (established by `build`, re-checked by `decode`, relied upon by `search`
@@ -25,12 +26,13 @@ use std::fmt;
 use super::Space;
 use super::search::{self, Candidate};
 
-/// Construction parameters handed to hnsw_rs.
+/// HNSW construction parameters (the same for every [`Builder`]).
 #[derive(Clone, Copy, Debug)]
 pub struct GraphParams {
-    /// Maximum neighbours per node on upper layers (layer 0 keeps up to `2 * m`).
-    /// Clamped to `2..=255`: hnsw_rs exits the process above 256 and truncates its
-    /// connection count to `u8`, so 256 itself would silently become 0.
+    /// Maximum neighbours per node on upper layers (layer 0 keeps up to `2 * m`, as in
+    /// hnswlib and hnsw_rs). Clamped to `2..=255`: hnsw_rs exits the process above 256
+    /// and truncates its connection count to `u8`, so 256 itself would silently become 0
+    /// (the native builder has no such limit but keeps the clamp so both agree).
     pub m: usize,
     /// Beam width while inserting; larger builds slower and gives better recall.
     pub ef_construction: usize,
@@ -39,6 +41,41 @@ pub struct GraphParams {
 impl Default for GraphParams {
     fn default() -> Self {
         Self { m: 16, ef_construction: 200 }
+    }
+}
+
+/// Which construction algorithm [`Graph::build_with`] runs. Both produce the same
+/// [`Graph`] layout, repaired by the same connectivity pass, searched the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builder {
+    /// Our own parallel implementation of hnswlib's algorithm (`native.rs`); the default.
+    Native(NativeParams),
+    /// hnsw_rs `parallel_insert` plus adjacency extraction (`build.rs`). Kept as the
+    /// reference the native builder's recall is tested against.
+    HnswRs,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::Native(NativeParams::default())
+    }
+}
+
+/// Knobs of the native builder that do not change what a good graph is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NativeParams {
+    /// Most worker threads to use; `0` means `std::thread::available_parallelism()`
+    /// (never more than that either way). With `1` and a fixed `seed` the graph is
+    /// deterministic.
+    pub max_threads: usize,
+    /// Seed of the level draw (hnswlib's `random_seed`).
+    pub seed: u64,
+}
+
+impl Default for NativeParams {
+    fn default() -> Self {
+        // hnswlib's default seed; any constant keeps builds reproducible.
+        Self { max_threads: 0, seed: 100 }
     }
 }
 
@@ -129,14 +166,31 @@ impl Graph {
         Self { n: 0, entry: 0, base: Csr::from_lists(std::iter::empty()), upper: Vec::new() }
     }
 
-    /// Builds the graph over the `n = vectors.len() / dim` rows of `vectors` with
-    /// hnsw_rs and keeps only the adjacency.
-    ///
-    /// CPU-heavy and blocking (uses rayon inside hnsw_rs `parallel_insert`); callers run
-    /// it off the async runtime. For [`Space::Cosine`] the vectors must already be
-    /// normalised. Panics if there are more than `u32::MAX` rows.
+    /// Builds the graph over the `n = vectors.len() / dim` rows of `vectors` with the
+    /// default (native) builder; see [`Graph::build_with`].
     pub fn build(vectors: &[f32], dim: usize, space: Space, params: GraphParams) -> Graph {
-        super::build::build(vectors, dim, space, params)
+        Self::build_with(vectors, dim, space, params, Builder::default())
+    }
+
+    /// Builds the graph over the `n = vectors.len() / dim` rows of `vectors` with
+    /// `builder`.
+    ///
+    /// CPU-heavy and blocking (spawns its own worker threads, or rayon's inside hnsw_rs);
+    /// callers run it off the async runtime. For [`Space::Cosine`] the vectors must
+    /// already be normalised. Panics if there are more than `u32::MAX` rows.
+    pub fn build_with(vectors: &[f32], dim: usize, space: Space, params: GraphParams, builder: Builder) -> Graph {
+        debug_assert!(dim > 0, "dimension must be positive");
+        debug_assert_eq!(vectors.len() % dim.max(1), 0, "vectors must be n × dim");
+        let n = vectors.len().checked_div(dim).unwrap_or(0);
+        assert!(u32::try_from(n).is_ok(), "a graph holds at most u32::MAX rows, got {n}");
+        if n == 0 {
+            return Graph::empty();
+        }
+        let vectors = &vectors[..n * dim];
+        match builder {
+            Builder::Native(opts) => super::native::build(vectors, dim, space, params, opts),
+            Builder::HnswRs => super::build::build(vectors, dim, space, params),
+        }
     }
 
     /// Number of rows the graph covers.

@@ -1,9 +1,11 @@
-//! Vector index: distances, HNSW graph build (hnsw_rs), compact graph format and search.
+//! Vector index: distances, HNSW graph build, compact graph format and search.
 //!
 //! Flow: a segment's vectors (flat row-major `n × dim` `f32`, stored separately by the
-//! segment in Arrow) are handed to [`Graph::build`], which lets hnsw_rs construct an HNSW
-//! graph and then extracts only its adjacency into an immutable, compact [`Graph`]
-//! (per-layer CSR with `u32` row ids). The graph is serialised with [`Graph::encode`],
+//! segment in Arrow) are handed to [`Graph::build`], which constructs an HNSW graph with
+//! our parallel builder (`native.rs`, hnswlib's algorithm) straight into an immutable,
+//! compact [`Graph`] (per-layer CSR with `u32` row ids). [`Graph::build_with`] and
+//! [`Builder::HnswRs`] instead build with hnsw_rs and extract its adjacency (`build.rs`),
+//! the reference the native builder is tested against. The graph is serialised with [`Graph::encode`],
 //! read back with [`Graph::decode`] and searched with our own best-first search
 //! ([`Graph::search`]), again given the vectors by the caller. Small segments and the
 //! unflushed WAL tail use [`brute_force`] instead.
@@ -11,8 +13,8 @@
 //! Invariants:
 //! - a row number is the vector's position in the flat slice; graph ids are row numbers;
 //! - [`Space::distance`] is the single definition of "closer" (lower is closer) used by
-//!   graph search and brute force, so both rank identically; the build uses a distance
-//!   that orders candidates the same way (see `build.rs`);
+//!   graph search and brute force, so both rank identically; both builders use a
+//!   distance that orders candidates the same way (see `build.rs`);
 //! - for [`Space::Cosine`] the caller passes vectors and queries already L2-normalised.
 
 mod build;
@@ -20,13 +22,14 @@ mod codec;
 mod connect;
 mod distance;
 mod graph;
+mod native;
 mod search;
 
 #[cfg(test)]
 mod tests;
 
 pub use distance::{dot, l2_squared, normalize};
-pub use graph::{Graph, GraphParams};
+pub use graph::{Builder, Graph, GraphParams, NativeParams};
 pub use search::{Candidate, brute_force};
 
 /// The similarity a collection is searched by. Every variant maps to a distance where

@@ -10,6 +10,7 @@
 //! exact search share a single distance), its ids with a hash lookup for deletes and gets,
 //! and its attribute columns.
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -65,11 +66,12 @@ impl BuiltSegment {
 
 /// Encodes rows into segment files, building the HNSW graph when there are at least
 /// `graph_min_rows` rows. Blocking and CPU-heavy.
-pub fn build(def: &CollectionDef, rows: &[Row], graph_min_rows: usize) -> Result<BuiltSegment> {
+pub fn build<R: Borrow<Row>>(def: &CollectionDef, rows: &[R], graph_min_rows: usize) -> Result<BuiltSegment> {
     let dim = def.dimension as usize;
+    let rows: Vec<&Row> = rows.iter().map(Borrow::borrow).collect();
     let ids: Vec<RowId> = rows.iter().map(|r| r.id.clone()).collect();
     let mut vectors = Vec::with_capacity(rows.len() * dim);
-    for r in rows {
+    for r in &rows {
         if r.vector.len() != dim {
             return Err(Error::internal(format!("row {} has dimension {} in a {dim}-d segment", r.id, r.vector.len())));
         }
