@@ -392,7 +392,11 @@ impl Actor {
 
     fn answer_flush_waiters(&mut self) {
         let flushed = self.manifest.flushed_seq;
-        let (ready, waiting): (Vec<_>, Vec<_>) = self.flush_waiters.drain(..).partition(|(seq, _)| *seq <= flushed);
+        // A waiter may name the sequence of a group commit that then failed; nothing past
+        // the last acknowledged sequence exists, so that is all it can wait for.
+        let acknowledged = self.next_seq - 1;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            self.flush_waiters.drain(..).partition(|(seq, _)| (*seq).min(acknowledged) <= flushed);
         self.flush_waiters = waiting;
         for (_, w) in ready {
             let _ = w.send(Ok(()));

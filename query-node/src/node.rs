@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use utoipa::ToSchema;
 
 use crate::config::QueryConfig;
-use crate::shard::{Hit, ShardReader};
+use crate::shard::ShardReader;
 
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -200,26 +200,26 @@ impl QueryNode {
         let ef = ef.max(req.top_k);
         self.refresh_all(&c, req.consistency, started).await?;
         let query = prepare_query(c.def.metric, &req.vector);
-        let mut hits: Vec<(Hit, usize)> = Vec::new();
-        for (shard, reader) in c.shards.iter().enumerate() {
+        // Each shard's hits are materialised under the same read guard as its search: a
+        // refresh may swap the segment list right after the guard is released.
+        let mut hits: Vec<(f32, ResultRow)> = Vec::new();
+        for reader in &c.shards {
             let state = reader.read();
-            hits.extend(ShardReader::search(&state, &query, req.top_k, ef).into_iter().map(|h| (h, shard)));
-        }
-        hits.sort_by(|a, b| a.0.distance.total_cmp(&b.0.distance));
-        hits.truncate(req.top_k);
-        let results = hits
-            .into_iter()
-            .map(|(hit, shard)| {
-                let state = c.shards[shard].read();
+            for hit in ShardReader::search(&state, &query, req.top_k, ef) {
                 let row = ShardReader::row(&state, hit.location, req.include_vector, req.include_attributes);
-                ResultRow {
-                    id: row.id,
-                    score: Some(score_of(c.def.metric, hit.distance)),
-                    vector: req.include_vector.then_some(row.vector),
-                    attributes: row.attributes,
-                }
-            })
-            .collect();
+                hits.push((
+                    hit.distance,
+                    ResultRow {
+                        id: row.id,
+                        score: Some(score_of(c.def.metric, hit.distance)),
+                        vector: req.include_vector.then_some(row.vector),
+                        attributes: row.attributes,
+                    },
+                ));
+            }
+        }
+        hits.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let results = hits.into_iter().take(req.top_k).map(|(_, row)| row).collect();
         Ok(SearchResponse { results, took_us: started.elapsed().as_micros() as u64 })
     }
 

@@ -126,3 +126,71 @@ async fn random_operations_match_a_brute_force_reference() {
         run(seed, 250).await;
     }
 }
+
+/// Searches and gets running while writes, flushes and compactions swap segments under
+/// them never fail, never panic, and only return ids that were written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_stay_correct_while_flushes_and_compactions_swap_segments() {
+    let t = common::start(|c| {
+        c.ingest.graph_min_rows = 50;
+        c.ingest.flush_rows = usize::MAX;
+        c.ingest.flush_age_ms = u64::MAX;
+        c.compactor.graph_min_rows = 50;
+        c.compactor.interval_ms = 3_600_000;
+        c.compactor.tier_base_rows = 10;
+        c.compactor.tier_fanout = 2;
+    })
+    .await;
+    t.create("m", DIM, "l2").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3u64)
+        .map(|r| {
+            let query = t.server.query.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(100 + r);
+                let mut searches = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let q: Vec<f32> = (0..DIM).map(|_| rng.random::<f32>() * 10.0).collect();
+                    let req: SearchRequest =
+                        serde_json::from_value(json!({"vector": q, "top_k": 10, "include_vector": true})).unwrap();
+                    let res = query.search("m", req).await.expect("search during segment swaps");
+                    for row in &res.results {
+                        let RowId::Int(id) = row.id else { panic!("unexpected id {:?}", row.id) };
+                        assert!(id < 400, "id {id} was never written");
+                        assert_eq!(row.vector.as_ref().unwrap().len(), DIM);
+                    }
+                    let ids: Vec<RowId> = (0..5).map(|_| RowId::Int(rng.random_range(0..400u64))).collect();
+                    query.get("m", &ids, true, true).await.expect("get during segment swaps");
+                    searches += 1;
+                    tokio::task::yield_now().await;
+                }
+                searches
+            })
+        })
+        .collect();
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..12u64 {
+        // Unique ids per batch (duplicates in one request are refused).
+        let mut unique: BTreeMap<u64, Row> = BTreeMap::new();
+        for _ in 0..60 {
+            let id = rng.random_range(0..400u64);
+            let vector = (0..DIM).map(|_| rng.random::<f32>() * 10.0).collect();
+            unique.insert(id, Row { id: RowId::Int(id), vector, attributes: None });
+        }
+        t.server.ingest.upsert("m", unique.into_values().collect()).await.unwrap();
+        let victims: std::collections::BTreeSet<u64> = (0..10).map(|_| rng.random_range(0..400u64)).collect();
+        let victims: Vec<RowId> = victims.into_iter().map(RowId::Int).collect();
+        t.server.ingest.delete("m", victims).await.unwrap();
+        t.server.ingest.flush("m").await.unwrap();
+        if round.is_multiple_of(3) {
+            let report = t.server.compactor.run_once().await.unwrap();
+            assert!(report.errors.is_empty(), "{:?}", report.errors);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+    t.server.stop().await;
+}
