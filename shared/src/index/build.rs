@@ -177,6 +177,7 @@ fn extract(hnsw: &Hnsw<'_, f32, BuildDistance>, vectors: &[f32], dim: usize, spa
 
 #[cfg(test)]
 mod tests {
+    use super::super::Builder;
     use super::*;
 
     #[test]
@@ -198,21 +199,26 @@ mod tests {
     #[test]
     fn tiny_inputs() {
         let params = GraphParams { m: 8, ef_construction: 16 };
-        assert!(Graph::build(&[], 4, Space::L2, params).is_empty());
-        let one = Graph::build(&[1.0, 2.0], 2, Space::Dot, params);
-        assert_eq!(one.len(), 1);
-        assert!(one.base.neighbours.is_empty());
-        let two = Graph::build(&[1.0, 0.0, 0.0, 1.0], 2, Space::Cosine, params);
-        assert_eq!(two.base.neighbours(0), &[1]);
-        assert_eq!(two.base.neighbours(1), &[0]);
+        for builder in [Builder::HnswRs, Builder::default()] {
+            assert!(Graph::build_with(&[], 4, Space::L2, params, builder).is_empty());
+            let one = Graph::build_with(&[1.0, 2.0], 2, Space::Dot, params, builder);
+            assert_eq!(one.len(), 1);
+            assert!(one.base.neighbours.is_empty());
+            let two = Graph::build_with(&[1.0, 0.0, 0.0, 1.0], 2, Space::Cosine, params, builder);
+            assert_eq!(two.base.neighbours(0), &[1], "{builder:?}");
+            assert_eq!(two.base.neighbours(1), &[0], "{builder:?}");
+        }
     }
 
     #[test]
     fn extreme_params_are_clamped() {
         let v: Vec<f32> = (0..40).map(|i| i as f32).collect();
-        let g = Graph::build(&v, 2, Space::L2, GraphParams { m: 10_000, ef_construction: 0 });
-        assert_eq!(g.len(), 20);
-        let g = Graph::build(&v, 2, Space::L2, GraphParams { m: 0, ef_construction: 1 });
-        assert_eq!(g.len(), 20);
+        for builder in [Builder::HnswRs, Builder::default()] {
+            let g = Graph::build_with(&v, 2, Space::L2, GraphParams { m: 10_000, ef_construction: 0 }, builder);
+            assert_eq!(g.len(), 20);
+            let g = Graph::build_with(&v, 2, Space::L2, GraphParams { m: 0, ef_construction: 1 }, builder);
+            assert_eq!(g.len(), 20);
+            g.validate().unwrap();
+        }
     }
 }

@@ -245,3 +245,74 @@ impl Graph {
         search::search_graph(self, vectors, dim, space, query, k, ef, is_deleted)
     }
 }
+
+#[cfg(test)]
+impl Graph {
+    /// Checks every invariant in the module docs, plus what the builders promise beyond
+    /// them: no self-links, no duplicate neighbours, layer 0 strongly connected.
+    pub(super) fn validate(&self) -> Result<(), String> {
+        let n = self.n as usize;
+        if self.base.node_count() != n {
+            return Err(format!("layer 0 has {} nodes for {n} rows", self.base.node_count()));
+        }
+        let layers = std::iter::once((None, &self.base)).chain(self.upper.iter().map(|l| (Some(&l.nodes), &l.adj)));
+        let mut below: Option<&Vec<u32>> = None;
+        for (layer, (nodes, adj)) in layers.enumerate() {
+            let on_layer = |row: u32| nodes.is_none_or(|nodes| nodes.binary_search(&row).is_ok());
+            if let Some(nodes) = nodes {
+                if nodes.is_empty() || nodes.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(format!("layer {layer}: nodes empty or not strictly increasing"));
+                }
+                if !nodes.iter().all(|r| (*r as usize) < n && below.is_none_or(|b| b.binary_search(r).is_ok())) {
+                    return Err(format!("layer {layer}: a node is missing from the layer below"));
+                }
+                below = Some(nodes);
+            }
+            if adj.node_count() != nodes.map_or(n, Vec::len) || adj.offsets.last() != Some(&adj.neighbours.len()) {
+                return Err(format!("layer {layer}: malformed offsets"));
+            }
+            for i in 0..adj.node_count() {
+                let row = nodes.map_or(i as u32, |nodes| nodes[i]);
+                let list = adj.neighbours(i);
+                if let Some(bad) = list.iter().find(|&&nb| nb == row || (nb as usize) >= n || !on_layer(nb)) {
+                    return Err(format!("layer {layer}: row {row} links to {bad}"));
+                }
+                if (1..list.len()).any(|j| list[..j].contains(&list[j])) {
+                    return Err(format!("layer {layer}: row {row} has duplicate neighbours {list:?}"));
+                }
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        if self.entry as usize >= n
+            || self.upper.last().is_some_and(|top| top.nodes.binary_search(&self.entry).is_err())
+        {
+            return Err(format!("entry {} is not a node of the top layer", self.entry));
+        }
+        let lists: Vec<&[u32]> = (0..n).map(|i| self.base.neighbours(i)).collect();
+        let mut reverse = vec![Vec::new(); n];
+        for (row, list) in lists.iter().enumerate() {
+            for &nb in *list {
+                reverse[nb as usize].push(row as u32);
+            }
+        }
+        let reverse: Vec<&[u32]> = reverse.iter().map(Vec::as_slice).collect();
+        for (adj, what) in [(&lists, "reachable from"), (&reverse, "able to reach")] {
+            let mut seen = vec![false; n];
+            let mut stack = vec![self.entry];
+            seen[self.entry as usize] = true;
+            while let Some(x) = stack.pop() {
+                for &nb in adj[x as usize] {
+                    if !std::mem::replace(&mut seen[nb as usize], true) {
+                        stack.push(nb);
+                    }
+                }
+            }
+            if let Some(row) = seen.iter().position(|s| !s) {
+                return Err(format!("layer 0: row {row} is not {what} the entry"));
+            }
+        }
+        Ok(())
+    }
+}

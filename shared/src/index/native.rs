@@ -6,11 +6,11 @@
 //! alone → the other rows are inserted in data order by `threads` workers that take the
 //! next row from a shared counter. One insertion (hnswlib `addPoint`): greedy descent
 //! through the layers above the row's level, then on each layer from its level down a
-//! beam search of width `ef_construction`, neighbour selection by hnswlib's heuristic
+//! beam search of width `ef_construction` and neighbour selection by hnswlib's heuristic
 //! (`getNeighborsByHeuristic2`: keep a candidate only if it is closer to the new row
-//! than to every neighbour kept so far, at most `M`), and back-links; a back-link that
-//! overflows a list (`2M` on layer 0, `M` above) re-runs the heuristic over that list
-//! plus the new row. At the end the lists become CSR layers and layer 0 gets the
+//! than to every neighbour kept so far, at most `M`); then the row's own lists are
+//! stored and back-links added; a back-link that overflows a list (`2M` on layer 0, `M`
+//! above) re-runs the heuristic over that list plus the new row. At the end the lists become CSR layers and layer 0 gets the
 //! connectivity repair of `connect.rs`.
 //!
 //! Distances are those of the hnsw_rs build (`BuildDistance` in `build.rs`: squared L2
@@ -34,6 +34,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::build::BuildDistance;
+use super::distance::prefetch;
 use super::graph::{Csr, Graph, GraphParams, NativeParams, UpperLayer};
 use super::{Space, connect};
 
@@ -151,11 +152,13 @@ struct Scratch {
     best: BinaryHeap<Near>,
     /// `best` in ascending order.
     sorted: Vec<Near>,
-    /// Neighbours selected for the new row on the current layer, ascending.
-    kept: Vec<Near>,
+    /// Neighbours selected for the new row, per layer, ascending.
+    kept: Vec<Vec<Near>>,
     /// Candidates and result of pruning an overflowing neighbour list.
     pool: Vec<Near>,
     pruned: Vec<Near>,
+    /// Unvisited neighbours of the row being expanded.
+    batch: Vec<u32>,
 }
 
 impl Scratch {
@@ -166,9 +169,10 @@ impl Scratch {
             frontier: BinaryHeap::new(),
             best: BinaryHeap::new(),
             sorted: Vec::new(),
-            kept: Vec::new(),
+            kept: vec![Vec::new(); MAX_LEVEL + 1],
             pool: Vec::new(),
             pruned: Vec::new(),
+            batch: Vec::new(),
         }
     }
 
@@ -228,11 +232,27 @@ impl Construction<'_> {
         for layer in (level + 1..=top).rev() {
             cur = self.greedy(qv, cur, layer);
         }
-        for layer in (0..=level.min(top)).rev() {
+        let linked = 0..=level.min(top);
+        for layer in linked.clone().rev() {
             self.search_layer(s, qv, cur, layer);
-            select(self, &s.sorted, self.lists.m, &mut s.kept);
-            cur = s.kept[0];
-            self.link(s, q, layer);
+            select(self, &s.sorted, self.lists.m, &mut s.kept[layer]);
+            cur = s.kept[layer][0];
+        }
+        // hnswlib links each layer right after searching it. Here every own list is
+        // stored before the first back-link makes `q` reachable: otherwise another
+        // worker could descend through `q` and find its lower lists still empty (a beam
+        // that starts there sees only `q`; hnswlib blocks on `q`'s lock instead), or
+        // link itself into a list of `q` that `q` then overwrites. With one worker the
+        // graph is the same either way: a layer's search reads only that layer's
+        // lists, and back-links on the layers above touch only theirs.
+        {
+            let _guard = self.lists.lock(q);
+            for layer in linked.clone() {
+                Lists::store(self.lists.block(q, layer), &s.kept[layer]);
+            }
+        }
+        for layer in linked.rev() {
+            self.link_back(s, q, layer);
         }
         if let Some(mut global) = global {
             *global = (q, level);
@@ -269,10 +289,20 @@ impl Construction<'_> {
             if c.d > bound && s.best.len() >= self.ef {
                 break;
             }
+            // Gather the unvisited neighbours and start loading all their vectors before
+            // computing any distance: the loads then overlap instead of each distance
+            // waiting for its own cache misses. Construction streams several MB of
+            // vectors per insertion and is bound by memory, not arithmetic (measured:
+            // +25-45% build rate from this alone).
+            s.batch.clear();
             for nb in Lists::ids(self.lists.block(c.row, layer)) {
-                if !s.visit(nb) {
-                    continue;
+                if s.visit(nb) {
+                    prefetch(self.vector(nb));
+                    s.batch.push(nb);
                 }
+            }
+            for i in 0..s.batch.len() {
+                let nb = s.batch[i];
                 let d = self.dist(qv, nb);
                 if s.best.len() < self.ef || d < bound {
                     let near = Near { d, row: nb };
@@ -290,19 +320,13 @@ impl Construction<'_> {
         s.sorted.sort_unstable();
     }
 
-    /// Gives `q` the list `s.kept` on `layer` and links every kept row back to `q`
-    /// (hnswlib `mutuallyConnectNewElement`).
-    fn link(&self, s: &mut Scratch, q: u32, layer: usize) {
+    /// Links every row kept for `q` on `layer` back to `q`, pruning full lists (the
+    /// second half of hnswlib `mutuallyConnectNewElement`).
+    fn link_back(&self, s: &mut Scratch, q: u32, layer: usize) {
         let lists = &self.lists;
-        {
-            // Nobody can reach `q` on this layer before the back-links below exist, so
-            // this cannot overwrite a link another worker added.
-            let _guard = lists.lock(q);
-            Lists::store(lists.block(q, layer), &s.kept);
-        }
         let cap = lists.cap(layer);
         let Scratch { kept, pool, pruned, .. } = s;
-        for &nb in kept.iter() {
+        for &nb in kept[layer].iter() {
             let _guard = lists.lock(nb.row);
             let block = lists.block(nb.row, layer);
             let len = block[0].load(Relaxed) as usize;

@@ -4,14 +4,16 @@
 //! indirect call per distance) → greedy descent from the entry point through the upper
 //! layers (tombstoned rows are valid stepping stones) → beam search on layer 0 with a
 //! min-heap of candidates to expand and a bounded max-heap of the best non-deleted rows
-//! → sort ascending, keep `k`.
+//! → sort ascending, keep `k`. Expanding a row first prefetches the vectors of all its
+//! unvisited neighbours, then scores them (the walk is bound by memory latency).
 //!
 //! Tombstones follow hnswlib: a deleted row is expanded like any other (it keeps the
 //! graph connected) but never enters the result heap, and the beam only stops early
 //! once that heap is full, so deleted rows never use up top-k slots.
 //!
 //! Invariants: no allocation per visited node (the visited set is a thread-local,
-//! generation-stamped `Vec<u32>`, the two heaps are allocated once per query); ordering
+//! generation-stamped `Vec<u32>`, the two heaps and the neighbour batch are allocated
+//! once per query); ordering
 //! is total (`f32::total_cmp`, ties broken by row) so results are deterministic and a
 //! NaN can never panic a comparison.
 
@@ -20,7 +22,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use super::Space;
-use super::distance::kernels;
+use super::distance::{kernels, prefetch};
 use super::graph::Graph;
 
 /// One search hit: a row of the searched vectors and its distance to the query
@@ -273,7 +275,7 @@ impl Beam<'_> {
         filter: bool,
         neighbours: impl Fn(u32) -> &'g [u32],
     ) -> Vec<Scored> {
-        let Heaps { candidates, results } = heaps;
+        let Heaps { candidates, results, batch } = heaps;
         candidates.clear();
         results.clear();
         visited.start(self.graph.n as usize);
@@ -294,10 +296,16 @@ impl Beam<'_> {
             if results.len() >= ef && c.dist > bound {
                 break;
             }
+            // Start loading every unvisited neighbour's vector before computing any
+            // distance, so their cache misses overlap (the walk is memory-bound).
+            batch.clear();
             for &nb in neighbours(c.row) {
-                if !visited.insert(nb) {
-                    continue;
+                if visited.insert(nb) {
+                    prefetch(self.vector(nb));
+                    batch.push(nb);
                 }
+            }
+            for &nb in batch.iter() {
                 let d = m.eval(self.query, self.vector(nb));
                 if results.len() < ef || d < bound {
                     let s = Scored { dist: d, row: nb };
@@ -325,11 +333,17 @@ struct Heaps {
     candidates: BinaryHeap<Reverse<Scored>>,
     /// Best rows found so far, worst on top.
     results: BinaryHeap<Scored>,
+    /// Unvisited neighbours of the row being expanded.
+    batch: Vec<u32>,
 }
 
 impl Heaps {
     fn with_capacity(ef: usize) -> Self {
-        Self { candidates: BinaryHeap::with_capacity(2 * ef), results: BinaryHeap::with_capacity(ef + 1) }
+        Self {
+            candidates: BinaryHeap::with_capacity(2 * ef),
+            results: BinaryHeap::with_capacity(ef + 1),
+            batch: Vec::new(),
+        }
     }
 }
 

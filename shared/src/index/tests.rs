@@ -1,6 +1,7 @@
 //! Cross-module tests of the index: kernels against an f64 reference, codec round trips
-//! and corruption, search edge cases, and recall of graph search against brute force in
-//! every space (with and without tombstones).
+//! and corruption, search edge cases, recall of graph search against brute force in
+//! every space (with and without tombstones), and the native builder: recall against the
+//! hnsw_rs reference builder, determinism, degenerate inputs and parallel validity.
 //!
 //! Graph builds dominate the runtime (our crate is opt-level 0 in the dev profile), so
 //! the 3000-row fixtures are built once per space and shared by the tests that need them.
@@ -76,10 +77,15 @@ fn fixture(space: Space) -> &'static Fixture {
 /// Mean recall@k of graph search against brute force under the same tombstones, also
 /// checking the shape of every graph result.
 fn recall(f: &Fixture, is_deleted: &dyn Fn(u32) -> bool) -> f64 {
+    recall_of(f, &f.graph, EF, is_deleted)
+}
+
+/// [`recall`] of another `graph` over the fixture's vectors, with beam width `ef`.
+fn recall_of(f: &Fixture, graph: &Graph, ef: usize, is_deleted: &dyn Fn(u32) -> bool) -> f64 {
     let mut hits = 0;
     let mut total = 0;
     for q in f.queries.chunks_exact(DIM) {
-        let got = f.graph.search(&f.vectors, DIM, f.space, q, K, EF, is_deleted);
+        let got = graph.search(&f.vectors, DIM, f.space, q, K, ef, is_deleted);
         let want = brute_force(&f.vectors, DIM, f.space, q, K, is_deleted);
         assert_eq!(got.len(), K, "graph search must fill k");
         assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance), "results sorted ascending");
@@ -187,6 +193,122 @@ fn reentrant_tombstone_callback() {
     let inner = |row: u32| g.search(&v, 1, Space::L2, &[row as f32], 1, 4, &|_| false)[0].row % 2 == 1;
     let r = g.search(&v, 1, Space::L2, &[7.0], 3, 8, &inner);
     assert_eq!(r.iter().map(|c| c.row).collect::<Vec<_>>(), [6, 8, 4]);
+}
+
+const SPACES: [Space; 3] = [Space::L2, Space::Cosine, Space::Dot];
+
+fn native(max_threads: usize, seed: u64) -> Builder {
+    Builder::Native(NativeParams { max_threads, seed })
+}
+
+#[test]
+fn native_recall_matches_the_hnsw_rs_reference() {
+    // Fresh data with many queries: both builds are parallel, so their recall varies a
+    // little from run to run, and at the fixtures' ef both saturate at ~1.0. Narrow
+    // beams (ef from k up) are where routing quality shows; averaging over them and
+    // 1000 queries keeps the noise well below the 0.01 tolerance.
+    let queries = 1000;
+    for space in SPACES {
+        let mut rng = StdRng::seed_from_u64(21 + space as u64);
+        let mut all = clustered(&mut rng, 40, ROWS + queries, DIM);
+        match space {
+            Space::L2 => {}
+            Space::Cosine => normalize_rows(&mut all, DIM),
+            Space::Dot => rescale_rows(&mut rng, &mut all, DIM),
+        }
+        let qs = all.split_off(ROWS * DIM);
+        let truth: Vec<HashSet<u32>> = qs
+            .chunks_exact(DIM)
+            .map(|q| brute_force(&all, DIM, space, q, K, &|_| false).iter().map(|c| c.row).collect())
+            .collect();
+        let mean_recall = |g: &Graph| {
+            let efs = [K, 16, 24, 32];
+            let mut hits = 0;
+            for ef in efs {
+                for (q, want) in qs.chunks_exact(DIM).zip(&truth) {
+                    hits += g
+                        .search(&all, DIM, space, q, K, ef, &|_| false)
+                        .iter()
+                        .filter(|c| want.contains(&c.row))
+                        .count();
+                }
+            }
+            hits as f64 / (efs.len() * queries * K) as f64
+        };
+        let ours = Graph::build(&all, DIM, space, PARAMS);
+        let reference = Graph::build_with(&all, DIM, space, PARAMS, Builder::HnswRs);
+        ours.validate().unwrap();
+        reference.validate().unwrap();
+        let (ours, theirs) = (mean_recall(&ours), mean_recall(&reference));
+        assert!(ours >= theirs - 0.01, "{space:?}: native recall {ours}, hnsw_rs {theirs}");
+    }
+}
+
+#[test]
+fn single_thread_native_build_is_deterministic() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let v = clustered(&mut rng, 5, 600, 8);
+    let a = Graph::build_with(&v, 8, Space::L2, PARAMS, native(1, 5));
+    assert_eq!(a, Graph::build_with(&v, 8, Space::L2, PARAMS, native(1, 5)));
+    // The seed drives the level draw, so another seed gives another graph.
+    assert_ne!(a, Graph::build_with(&v, 8, Space::L2, PARAMS, native(1, 6)));
+}
+
+#[test]
+fn parallel_native_build_is_valid() {
+    // 2 workers (fewer only on a 1-core machine); the raw lists, before the repair may
+    // append links, must respect the degree bounds.
+    let m = PARAMS.m;
+    for space in SPACES {
+        let f = fixture(space);
+        f.graph.validate().unwrap();
+        let raw = native::construct(&f.vectors, DIM, space, PARAMS, NativeParams { max_threads: 2, seed: 1 });
+        let lists = raw
+            .base
+            .iter()
+            .map(|l| (l.as_slice(), 2 * m))
+            .chain(raw.upper.iter().flat_map(|layer| (0..layer.nodes.len()).map(|i| (layer.adj.neighbours(i), m))));
+        for (list, max) in lists {
+            assert!(list.len() <= max, "{space:?}: degree {} > {max}", list.len());
+        }
+        let g = Graph::build_with(&f.vectors, DIM, space, PARAMS, native(2, 1));
+        g.validate().unwrap_or_else(|e| panic!("{space:?}: {e}"));
+        let r = recall_of(f, &g, EF, &|_| false);
+        assert!(r >= 0.9, "{space:?}: recall {r}");
+    }
+}
+
+#[test]
+fn identical_vectors_build_a_connected_graph() {
+    // Every distance ties: no beam can stop early and no pruning prefers anyone, which
+    // must neither loop forever nor strand rows.
+    let params = GraphParams { m: 4, ef_construction: 16 };
+    for space in SPACES {
+        let mut v = [0.25f32, -1.0, 3.0].repeat(300);
+        if space == Space::Cosine {
+            normalize_rows(&mut v, 3);
+        }
+        for threads in [1, 2] {
+            let g = Graph::build_with(&v, 3, space, params, native(threads, 3));
+            g.validate().unwrap_or_else(|e| panic!("{space:?}, {threads} threads: {e}"));
+            assert_eq!(g.search(&v, 3, space, &v[..3], 10, 16, &|_| false).len(), 10);
+        }
+    }
+}
+
+#[test]
+fn native_handles_zero_one_and_two_rows() {
+    let params = GraphParams { m: 4, ef_construction: 8 };
+    for threads in [1, 2] {
+        assert!(Graph::build_with(&[], 2, Space::L2, params, native(threads, 0)).is_empty());
+        let one = Graph::build_with(&[1.0, 2.0], 2, Space::L2, params, native(threads, 0));
+        one.validate().unwrap();
+        assert_eq!(one.search(&[1.0, 2.0], 2, Space::L2, &[0.0, 0.0], 3, 8, &|_| false).len(), 1);
+        let v = [1.0, 2.0, 3.0, 4.0];
+        let two = Graph::build_with(&v, 2, Space::L2, params, native(threads, 0));
+        two.validate().unwrap();
+        assert_eq!(two.search(&v, 2, Space::L2, &[3.0, 4.0], 3, 8, &|_| false)[0].row, 1);
+    }
 }
 
 fn f64_dot(a: &[f32], b: &[f32]) -> f64 {
