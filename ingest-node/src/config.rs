@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// How long a shard's writer waits for more requests to join a group commit after the
-    /// first one arrives. Default 2 ms.
+    /// first one arrives. Default 0: a group commit takes every request that queued while
+    /// the previous one was being written (natural batching) and adds no delay. A few
+    /// milliseconds can save PUT requests on object stores that bill per request.
     pub group_commit_window_ms: u64,
     /// A group commit closes early once it holds this many encoded bytes. Default 16 MiB.
     pub group_commit_max_bytes: usize,
@@ -31,7 +33,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            group_commit_window_ms: 2,
+            group_commit_window_ms: 0,
             group_commit_max_bytes: 16 << 20,
             max_batch_rows: 10_000,
             flush_rows: 100_000,

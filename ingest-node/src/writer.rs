@@ -227,7 +227,9 @@ impl Actor {
         let _ = self.deps.coord.release(&self.lease).await;
     }
 
-    /// Gathers requests that arrive within the group-commit window.
+    /// Gathers a group commit: every request already queued (those that arrived while the
+    /// previous commit was in flight: natural batching, no added delay), then, if a window
+    /// is configured, whatever arrives within it, until the byte budget is reached.
     async fn collect_group(
         &mut self,
         rx: &mut mpsc::Receiver<Command>,
@@ -240,9 +242,13 @@ impl Actor {
         let mut total = bytes;
         let deadline = Instant::now() + Duration::from_millis(self.config.group_commit_window_ms);
         while total < self.config.group_commit_max_bytes {
-            let next = tokio::select! {
-                cmd = rx.recv() => cmd,
-                _ = tokio::time::sleep_until(deadline) => None,
+            let next = match rx.try_recv() {
+                Ok(cmd) => Some(cmd),
+                Err(_) if Instant::now() >= deadline => None,
+                Err(_) => tokio::select! {
+                    cmd = rx.recv() => cmd,
+                    _ = tokio::time::sleep_until(deadline) => None,
+                },
             };
             match next {
                 Some(Command::Write { ops, bytes, reply }) => {

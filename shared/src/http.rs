@@ -8,6 +8,7 @@
 //! explanation.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -88,14 +89,50 @@ impl IntoResponse for ApiError {
 }
 
 /// `Json<T>` whose rejections are [`ApiError`]s.
+///
+/// Bodies are parsed with plain `serde_json` (axum's extractor tracks the path of every
+/// element, which costs about as much as parsing itself on large upserts); only a body
+/// that fails is parsed again with path tracking, so the error still names the field.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a request body with `Content-Type: application/json`",
+            ));
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+            }
+            _ => ApiError::invalid(format!("cannot read the request body: {}", e.body_text())),
+        })?;
+        match serde_json::from_slice(&body) {
+            Ok(value) => Ok(ApiJson(value)),
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_slice(&body);
+                let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                    Err(e) if e.path().iter().next().is_some() => format!("at {}: {}", e.path(), e.inner()),
+                    Err(e) => e.inner().to_string(),
+                    Ok(_) => "invalid JSON".to_owned(),
+                };
+                Err(ApiError::invalid(format!("malformed JSON body: {err}")))
+            }
+        }
     }
 }
 

@@ -106,8 +106,12 @@ impl WalEntry {
                     buf.put_u8(TAG_UPSERT);
                     put_id(&mut buf, &row.id);
                     buf.put_u32_le(row.vector.len() as u32);
-                    for v in &row.vector {
-                        buf.put_f32_le(*v);
+                    // One resize and a tight copy loop (vectorised) instead of a bounds
+                    // check per value: vectors dominate the entry size.
+                    let start = buf.len();
+                    buf.resize(start + 4 * row.vector.len(), 0);
+                    for (dst, v) in buf[start..].chunks_exact_mut(4).zip(&row.vector) {
+                        dst.copy_from_slice(&v.to_le_bytes());
                     }
                     match &row.attributes {
                         Some(attrs) => {

@@ -443,6 +443,7 @@ pub(super) fn construct(vectors: &[f32], dim: usize, space: Space, params: Graph
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| {
+                    lower_thread_priority();
                     let mut s = Scratch::new(n);
                     loop {
                         let q = next.fetch_add(1, Relaxed);
@@ -472,6 +473,18 @@ pub(super) fn construct(vectors: &[f32], dim: usize, space: Space, params: Graph
         .collect();
     tracing::debug!(rows = n, threads, layers = 1 + top, "built hnsw graph (native)");
     Raw { entry, base, upper }
+}
+
+/// Graph builds are background work (flushes, compactions): run their worker threads at a
+/// lower CPU priority so request handling (parsing, WAL commits, searches) keeps its
+/// latency while a build saturates the cores. Best effort; Linux only.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority(2) on the calling thread (who = 0 names the calling thread on
+    // Linux) with a valid niceness; it touches no memory of ours.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
 }
 
 #[cfg(test)]
