@@ -26,7 +26,6 @@
 //! Invariants of the output: those listed in `graph.rs`; before the repair every list
 //! is free of self-links and duplicates and holds at most `2M` (layer 0) or `M` ids.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::AtomicUsize;
@@ -34,38 +33,16 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::build::BuildDistance;
+// A row and its build distance to the row being inserted, ordered by distance then row
+// (total and deterministic): the same heap entry the search uses.
 use super::distance::prefetch;
 use super::graph::{Csr, Graph, GraphParams, NativeParams, UpperLayer};
+use super::search::Scored as Near;
 use super::{Space, connect};
 
 /// Highest level a row may draw: 16 layers, as hnsw_rs allows (the codec accepts 64).
 /// Only reached with probability `M^-15` per row, so the cap never shapes real graphs.
 const MAX_LEVEL: usize = 15;
-
-/// A row and its build distance to the row being inserted; ordered by distance, then
-/// row, with `total_cmp` so sorting is total and deterministic.
-#[derive(Clone, Copy, Debug)]
-struct Near {
-    d: f32,
-    row: u32,
-}
-
-impl PartialEq for Near {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Near {}
-impl PartialOrd for Near {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Near {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.d.total_cmp(&other.d).then(self.row.cmp(&other.row))
-    }
-}
 
 /// Adjacency under construction, shared by all workers.
 ///
@@ -228,7 +205,7 @@ impl Construction<'_> {
             // Only an insertion that opens new layers keeps the lock (see module docs).
             global = None;
         }
-        let mut cur = Near { d: self.dist(qv, entry), row: entry };
+        let mut cur = Near { dist: self.dist(qv, entry), row: entry };
         for layer in (level + 1..=top).rev() {
             cur = self.greedy(qv, cur, layer);
         }
@@ -265,8 +242,8 @@ impl Construction<'_> {
             let from = cur.row;
             for nb in Lists::ids(self.lists.block(from, layer)) {
                 let d = self.dist(qv, nb);
-                if d < cur.d {
-                    cur = Near { d, row: nb };
+                if d < cur.dist {
+                    cur = Near { dist: d, row: nb };
                 }
             }
             if cur.row == from {
@@ -284,9 +261,9 @@ impl Construction<'_> {
         s.best.clear();
         s.frontier.push(std::cmp::Reverse(start));
         s.best.push(start);
-        let mut bound = start.d;
+        let mut bound = start.dist;
         while let Some(std::cmp::Reverse(c)) = s.frontier.pop() {
-            if c.d > bound && s.best.len() >= self.ef {
+            if c.dist > bound && s.best.len() >= self.ef {
                 break;
             }
             // Gather the unvisited neighbours and start loading all their vectors before
@@ -305,13 +282,13 @@ impl Construction<'_> {
                 let nb = s.batch[i];
                 let d = self.dist(qv, nb);
                 if s.best.len() < self.ef || d < bound {
-                    let near = Near { d, row: nb };
+                    let near = Near { dist: d, row: nb };
                     s.frontier.push(std::cmp::Reverse(near));
                     s.best.push(near);
                     if s.best.len() > self.ef {
                         s.best.pop();
                     }
-                    bound = s.best.peek().map_or(f32::INFINITY, |w| w.d);
+                    bound = s.best.peek().map_or(f32::INFINITY, |w| w.dist);
                 }
             }
         }
@@ -339,8 +316,8 @@ impl Construction<'_> {
             // `nb`–`q` is already known (the kernels are exactly symmetric).
             let nv = self.vector(nb.row);
             pool.clear();
-            pool.push(Near { d: nb.d, row: q });
-            pool.extend(Lists::ids(block).map(|id| Near { d: self.dist(nv, id), row: id }));
+            pool.push(Near { dist: nb.dist, row: q });
+            pool.extend(Lists::ids(block).map(|id| Near { dist: self.dist(nv, id), row: id }));
             pool.sort_unstable();
             select(self, pool, cap, pruned);
             Lists::store(block, pruned);
@@ -363,7 +340,7 @@ fn select(c: &Construction<'_>, sorted: &[Near], m: usize, out: &mut Vec<Near>) 
             break;
         }
         let cv = c.vector(cand.row);
-        if out.iter().all(|kept| c.dist(cv, kept.row) >= cand.d) {
+        if out.iter().all(|kept| c.dist(cv, kept.row) >= cand.dist) {
             out.push(cand);
         }
     }

@@ -33,11 +33,12 @@ pub struct Candidate {
     pub distance: f32,
 }
 
-/// A heap entry ordered by distance, then row.
+/// A heap entry ordered by distance, then row (`total_cmp`, so the order is total and
+/// deterministic). Shared by search and the native builder.
 #[derive(Clone, Copy, Debug)]
-struct Scored {
-    dist: f32,
-    row: u32,
+pub(crate) struct Scored {
+    pub(crate) dist: f32,
+    pub(crate) row: u32,
 }
 
 impl PartialEq for Scored {
