@@ -38,6 +38,7 @@ use super::build::BuildDistance;
 use super::distance::prefetch;
 use super::graph::{Csr, Graph, GraphParams, NativeParams, UpperLayer};
 use super::search::Scored as Near;
+use super::search::Visited;
 use super::{Space, connect};
 
 /// Highest level a row may draw: 16 layers, as hnsw_rs allows (the codec accepts 64).
@@ -120,9 +121,8 @@ impl Lists {
 
 /// Per-worker reusable buffers: nothing is allocated per insertion.
 struct Scratch {
-    /// Generation-stamped visited marks: row `r` is visited iff `marks[r] == generation`.
-    marks: Vec<u32>,
-    generation: u32,
+    /// Rows reached by the current layer search (the search's generation-stamped set).
+    visited: Visited,
     /// Beam frontier, closest first (a max-heap of reversed entries).
     frontier: BinaryHeap<std::cmp::Reverse<Near>>,
     /// The `ef` best rows found, farthest on top.
@@ -141,8 +141,7 @@ struct Scratch {
 impl Scratch {
     fn new(n: usize) -> Self {
         Self {
-            marks: vec![0; n],
-            generation: 0,
+            visited: Visited::with_capacity(n),
             frontier: BinaryHeap::new(),
             best: BinaryHeap::new(),
             sorted: Vec::new(),
@@ -151,24 +150,6 @@ impl Scratch {
             pruned: Vec::new(),
             batch: Vec::new(),
         }
-    }
-
-    fn new_generation(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation == 0 {
-            // After 2^32 searches stale marks could alias the new generation: reset once.
-            self.marks.fill(0);
-            self.generation = 1;
-        }
-    }
-
-    /// Marks `row`; true if it was not yet visited in this search.
-    #[inline]
-    fn visit(&mut self, row: u32) -> bool {
-        let mark = &mut self.marks[row as usize];
-        let fresh = *mark != self.generation;
-        *mark = self.generation;
-        fresh
     }
 }
 
@@ -255,8 +236,8 @@ impl Construction<'_> {
     /// Beam search of width `ef` on `layer` from `start` (hnswlib `searchBaseLayer`);
     /// leaves the beam's rows in `s.sorted`, ascending.
     fn search_layer(&self, s: &mut Scratch, qv: &[f32], start: Near, layer: usize) {
-        s.new_generation();
-        s.visit(start.row);
+        s.visited.start(self.levels.len());
+        s.visited.insert(start.row);
         s.frontier.clear();
         s.best.clear();
         s.frontier.push(std::cmp::Reverse(start));
@@ -273,7 +254,7 @@ impl Construction<'_> {
             // +25-45% build rate from this alone).
             s.batch.clear();
             for nb in Lists::ids(self.lists.block(c.row, layer)) {
-                if s.visit(nb) {
+                if s.visited.insert(nb) {
                     prefetch(self.vector(nb));
                     s.batch.push(nb);
                 }

@@ -163,7 +163,8 @@ fn brute_force_with<M: Metric>(
 
 /// Marks which rows a query has already reached. A row is visited when its mark equals
 /// the current generation, so starting a query is O(1) instead of clearing the array.
-struct Visited {
+/// Shared by search (one per thread) and the native builder (one per worker).
+pub(crate) struct Visited {
     marks: Vec<u32>,
     generation: u32,
 }
@@ -173,7 +174,12 @@ impl Visited {
         Self { marks: Vec::new(), generation: 0 }
     }
 
-    fn start(&mut self, n: usize) {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self { marks: vec![0; n], generation: 0 }
+    }
+
+    /// Begins a new query over `n` rows: every row becomes unvisited.
+    pub(crate) fn start(&mut self, n: usize) {
         if self.marks.len() < n {
             self.marks.resize(n, 0);
         }
@@ -187,7 +193,7 @@ impl Visited {
 
     /// Marks `row`; true if it was not yet visited in this query.
     #[inline]
-    fn insert(&mut self, row: u32) -> bool {
+    pub(crate) fn insert(&mut self, row: u32) -> bool {
         let mark = &mut self.marks[row as usize];
         let fresh = *mark != self.generation;
         *mark = self.generation;
