@@ -13,6 +13,7 @@ mod config;
 mod flush;
 pub mod http;
 mod node;
+mod ownership;
 mod writer;
 
 pub use config::IngestConfig;

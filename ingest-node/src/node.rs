@@ -1,6 +1,12 @@
 //! The ingest node: validates writes, routes each row to its shard by the stable hash of
-//! its id, and hands the shard's part to that shard's writer. Also owns collection
-//! create/drop, since those are writes to the catalog.
+//! its id, and hands each shard's part to that shard's writer — a local actor if this node
+//! owns the shard, or the owning ingest node over gRPC. Also owns collection create/drop,
+//! since those are writes to the catalog.
+//!
+//! Ownership: the writer of a shard is the rendezvous owner of its key among live ingest
+//! nodes ([`ownership`](crate::ownership) keeps local writers in line with the view). A
+//! forwarded write is never forwarded again: the receiver writes locally or fails with a
+//! retryable error, so a stale view can cost a retry but never a loop.
 //!
 //! Validation of a whole request happens before any shard sees any of it, so a bad row
 //! never leaves the rest of its batch half-written.
@@ -8,11 +14,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::future::try_join_all;
+use futures::future::{BoxFuture, try_join_all};
 use strata_shared::catalog::{self, NewCollection};
-use strata_shared::coord::{self, Head};
+use strata_shared::coord::{self, Head, shard_key};
 use strata_shared::deps::Deps;
 use strata_shared::error::{Error, Result};
+use strata_shared::resolver::Resolver;
+use strata_shared::rpc::ShardWrites;
 use strata_shared::types::{CollectionDef, Row, RowId};
 use strata_shared::wal::WalOp;
 use tokio::sync::{Mutex, watch};
@@ -21,33 +29,35 @@ use crate::config::IngestConfig;
 use crate::flush::first_duplicate;
 use crate::writer::{ShardWriter, ShardWriterStats};
 
-struct CollectionWriters {
-    def: Arc<CollectionDef>,
-    shards: Vec<ShardWriter>,
-}
-
 /// A running ingest role. Cheap to clone.
 #[derive(Clone)]
 pub struct IngestNode {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    deps: Deps,
-    config: Arc<IngestConfig>,
-    shutdown: watch::Receiver<bool>,
-    collections: Mutex<HashMap<String, Arc<CollectionWriters>>>,
+pub(crate) struct Inner {
+    pub deps: Deps,
+    pub config: Arc<IngestConfig>,
+    pub shutdown: watch::Receiver<bool>,
+    pub resolver: Resolver,
+    /// Local shard writers by (collection id, shard).
+    pub writers: Mutex<HashMap<(String, u32), Arc<ShardWriter>>>,
 }
 
-/// Starts the ingest role: recovers every active collection's shard writers (so unflushed
-/// WAL tails resume flushing) and returns a handle.
+/// Starts the ingest role: starts the writers of every shard this node owns (so unflushed
+/// WAL tails resume flushing) and keeps them in line with ownership until `shutdown`.
 pub async fn start(config: IngestConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<IngestNode> {
     let node = IngestNode {
-        inner: Arc::new(Inner { deps, config: Arc::new(config), shutdown, collections: Mutex::new(HashMap::new()) }),
+        inner: Arc::new(Inner {
+            deps,
+            config: Arc::new(config),
+            shutdown: shutdown.clone(),
+            resolver: Resolver::default(),
+            writers: Mutex::new(HashMap::new()),
+        }),
     };
-    for def in catalog::list_active(node.inner.deps.store.as_ref()).await? {
-        node.writers(&def.name).await?;
-    }
+    node.reconcile_writers().await?;
+    tokio::spawn(crate::ownership::run(node.clone(), shutdown));
     Ok(node)
 }
 
@@ -60,7 +70,6 @@ impl IngestNode {
         let deps = &self.inner.deps;
         let def = catalog::create(deps.store.as_ref(), &new, deps.clock.now_ms()).await?;
         self.publish_catalog_head(&def.name).await?;
-        self.writers(&def.name).await?;
         Ok(def)
     }
 
@@ -69,11 +78,11 @@ impl IngestNode {
         let def = catalog::drop_collection(deps.store.as_ref(), name, deps.clock.now_ms()).await?;
         self.publish_catalog_head(name).await?;
         // Dropping the writers closes their channels; their actors stop and release leases.
-        self.inner.collections.lock().await.remove(name);
+        self.inner.writers.lock().await.retain(|(id, _), _| *id != def.id);
         Ok(def)
     }
 
-    /// Tells readers that `name`'s catalog chain changed, before the change is acknowledged.
+    /// Tells every node that `name`'s catalog chain changed, before the change is acknowledged.
     async fn publish_catalog_head(&self, name: &str) -> Result<()> {
         let deps = &self.inner.deps;
         if let Some(entry) = catalog::newest_entry(deps.store.as_ref(), name).await? {
@@ -84,33 +93,29 @@ impl IngestNode {
         Ok(())
     }
 
-    /// The writers of an active collection, started on first use.
-    async fn writers(&self, name: &str) -> Result<Arc<CollectionWriters>> {
-        let mut map = self.inner.collections.lock().await;
-        if let Some(w) = map.get(name) {
-            if !w.shards.iter().any(ShardWriter::is_stopped) {
+    /// The ingest node that should write `key`, if it is another node.
+    pub(crate) fn remote_owner(&self, key: &str) -> Option<strata_shared::coord::Member> {
+        let view = self.inner.deps.coord.view().borrow().clone();
+        view.writer_owner(key).filter(|owner| owner.node_id != self.inner.deps.node_id).cloned()
+    }
+
+    /// The local writer of a shard, started (lease taken, WAL tail recovered) on first use.
+    pub(crate) async fn local_writer(&self, def: &Arc<CollectionDef>, shard: u32) -> Result<Arc<ShardWriter>> {
+        let mut map = self.inner.writers.lock().await;
+        let slot = (def.id.clone(), shard);
+        if let Some(w) = map.get(&slot) {
+            if !w.is_stopped() {
                 return Ok(w.clone());
             }
-            map.remove(name);
+            map.remove(&slot);
         }
-        let deps = &self.inner.deps;
-        let def = Arc::new(catalog::resolve(deps.store.as_ref(), name).await?);
-        let mut shards = Vec::with_capacity(def.shards as usize);
-        for shard in 0..def.shards {
-            shards.push(
-                ShardWriter::start(
-                    deps.clone(),
-                    def.clone(),
-                    shard,
-                    self.inner.config.clone(),
-                    self.inner.shutdown.clone(),
-                )
+        let inner = &self.inner;
+        let writer = Arc::new(
+            ShardWriter::start(inner.deps.clone(), def.clone(), shard, inner.config.clone(), inner.shutdown.clone())
                 .await?,
-            );
-        }
-        let w = Arc::new(CollectionWriters { def, shards });
-        map.insert(name.to_owned(), w.clone());
-        Ok(w)
+        );
+        map.insert(slot, writer.clone());
+        Ok(writer)
     }
 
     fn check_batch_size(&self, n: usize, what: &str) -> Result<()> {
@@ -126,58 +131,123 @@ impl IngestNode {
 
     /// Upserts rows; resolves once every row is durable in its shard's WAL.
     pub async fn upsert(&self, name: &str, rows: Vec<Row>) -> Result<usize> {
-        self.check_batch_size(rows.len(), "rows")?;
-        let w = self.writers(name).await?;
-        for row in &rows {
-            w.def.validate_row(row)?;
-        }
-        if let Some(dup) = first_duplicate(rows.iter().map(|r| &r.id)) {
-            return Err(Error::invalid(format!("id {dup} appears more than once in the batch")));
-        }
-        let n = rows.len();
-        self.route(&w, rows.into_iter().map(WalOp::Upsert)).await?;
-        Ok(n)
+        self.write(name, rows.into_iter().map(WalOp::Upsert).collect(), "rows").await
     }
 
     /// Deletes rows by id (ids that do not exist are fine); resolves once durable.
     pub async fn delete(&self, name: &str, ids: Vec<RowId>) -> Result<usize> {
-        self.check_batch_size(ids.len(), "ids")?;
-        let w = self.writers(name).await?;
-        for id in &ids {
-            id.validate()?;
-        }
-        if let Some(dup) = first_duplicate(ids.iter()) {
-            return Err(Error::invalid(format!("id {dup} appears more than once in the batch")));
-        }
-        let n = ids.len();
-        self.route(&w, ids.into_iter().map(WalOp::Delete)).await?;
+        self.write(name, ids.into_iter().map(WalOp::Delete).collect(), "ids").await
+    }
+
+    async fn write(&self, name: &str, ops: Vec<WalOp>, what: &str) -> Result<usize> {
+        self.check_batch_size(ops.len(), what)?;
+        let def = self.inner.resolver.resolve(&self.inner.deps, name).await?;
+        check_ops(&def, &ops)?;
+        let n = ops.len();
+        self.route(&def, ops).await?;
         Ok(n)
     }
 
-    async fn route(&self, w: &CollectionWriters, ops: impl Iterator<Item = WalOp>) -> Result<()> {
-        let mut per_shard: Vec<Vec<WalOp>> = vec![Vec::new(); w.shards.len()];
+    async fn route(&self, def: &Arc<CollectionDef>, ops: Vec<WalOp>) -> Result<()> {
+        let mut per_shard: Vec<Vec<WalOp>> = vec![Vec::new(); def.shards as usize];
         for op in ops {
-            per_shard[op.id().shard(w.def.shards) as usize].push(op);
+            per_shard[op.id().shard(def.shards) as usize].push(op);
         }
         let writes = per_shard
             .into_iter()
             .enumerate()
             .filter(|(_, ops)| !ops.is_empty())
-            .map(|(shard, ops)| w.shards[shard].write(ops));
+            .map(|(shard, ops)| self.write_to_owner(def, shard as u32, ops));
         try_join_all(writes).await?;
         Ok(())
     }
 
+    async fn write_to_owner(&self, def: &Arc<CollectionDef>, shard: u32, ops: Vec<WalOp>) -> Result<u64> {
+        match self.remote_owner(&shard_key(&def.id, shard)) {
+            Some(owner) => self.inner.deps.rpc.node(&owner.grpc_url)?.write_shard(&def.name, &def.id, shard, ops).await,
+            None => self.local_writer(def, shard).await?.write(ops).await,
+        }
+    }
+
     /// Resolves once everything acknowledged before the call is in segments.
     pub async fn flush(&self, name: &str) -> Result<()> {
-        let w = self.writers(name).await?;
-        try_join_all(w.shards.iter().map(ShardWriter::flush)).await?;
+        let def = self.inner.resolver.resolve(&self.inner.deps, name).await?;
+        let flushes = (0..def.shards).map(|shard| {
+            let def = def.clone();
+            async move {
+                match self.remote_owner(&shard_key(&def.id, shard)) {
+                    Some(owner) => {
+                        self.inner.deps.rpc.node(&owner.grpc_url)?.flush_shard(&def.name, &def.id, shard).await
+                    }
+                    None => self.local_writer(&def, shard).await?.flush().await,
+                }
+            }
+        });
+        try_join_all(flushes).await?;
         Ok(())
     }
 
-    /// Per-shard writer counters of a collection.
-    pub async fn shard_stats(&self, name: &str) -> Result<Vec<ShardWriterStats>> {
-        let w = self.writers(name).await?;
-        Ok(w.shards.iter().map(ShardWriter::snapshot).collect())
+    /// Counters of the shard writers running on this node.
+    pub async fn local_writer_stats(&self) -> Vec<(String, ShardWriterStats)> {
+        let map = self.inner.writers.lock().await;
+        map.iter().map(|((id, _), w)| (id.clone(), w.snapshot())).collect()
+    }
+
+    /// The incarnation a forwarded request names, checked against the name's current one.
+    async fn forwarded_def(&self, collection: &str, collection_id: &str) -> Result<Arc<CollectionDef>> {
+        let def = self.inner.resolver.resolve(&self.inner.deps, collection).await?;
+        if def.id != collection_id {
+            return Err(Error::not_found(format!("collection {collection:?} was dropped or re-created")));
+        }
+        Ok(def)
+    }
+}
+
+/// Validates a batch before any of it is written: every row against the collection, every
+/// id, and ids unique in the batch.
+fn check_ops(def: &CollectionDef, ops: &[WalOp]) -> Result<()> {
+    for op in ops {
+        match op {
+            WalOp::Upsert(row) => def.validate_row(row)?,
+            WalOp::Delete(id) => id.validate()?,
+        }
+    }
+    if let Some(dup) = first_duplicate(ops.iter().map(WalOp::id)) {
+        return Err(Error::invalid(format!("id {dup} appears more than once in the batch")));
+    }
+    Ok(())
+}
+
+/// The receiving side of write forwarding: always local, never forwarded again. Input
+/// from the wire is validated like a client's.
+impl ShardWrites for IngestNode {
+    fn write_shard(
+        &self,
+        collection: &str,
+        collection_id: &str,
+        shard: u32,
+        ops: Vec<WalOp>,
+    ) -> BoxFuture<'_, Result<u64>> {
+        let (collection, collection_id) = (collection.to_owned(), collection_id.to_owned());
+        Box::pin(async move {
+            self.check_batch_size(ops.len(), "forwarded operations")?;
+            let def = self.forwarded_def(&collection, &collection_id).await?;
+            if shard >= def.shards || ops.iter().any(|op| op.id().shard(def.shards) != shard) {
+                return Err(Error::invalid(format!("forwarded operations do not all belong to shard {shard}")));
+            }
+            check_ops(&def, &ops)?;
+            self.local_writer(&def, shard).await?.write(ops).await
+        })
+    }
+
+    fn flush_shard(&self, collection: &str, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<()>> {
+        let (collection, collection_id) = (collection.to_owned(), collection_id.to_owned());
+        Box::pin(async move {
+            let def = self.forwarded_def(&collection, &collection_id).await?;
+            if shard >= def.shards {
+                return Err(Error::invalid(format!("collection {collection:?} has no shard {shard}")));
+            }
+            self.local_writer(&def, shard).await?.flush().await
+        })
     }
 }

@@ -217,7 +217,12 @@ impl Actor {
                     self.ids = Some(ids);
                     self.flush_finished(result);
                 }
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    if !self.deps.coord.lease_valid(&self.lease) {
+                        tracing::warn!(shard = %self.paths.root(), "writer lease lost; stepping down");
+                        break;
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
             self.answer_flush_waiters();
@@ -265,6 +270,15 @@ impl Actor {
 
     /// Writes one group commit. Returns false if this writer must stop (fenced).
     async fn commit(&mut self, (ops, replies): (Vec<WalOp>, Vec<oneshot::Sender<Result<u64>>>)) -> bool {
+        // A node paused or cut off past its session TTL may have been replaced: it must not
+        // append again (create-only puts would fence it anyway; this keeps it from trying).
+        if !self.deps.coord.lease_valid(&self.lease) {
+            tracing::warn!(shard = %self.paths.root(), "writer lease lost; stepping down");
+            for r in replies {
+                let _ = r.send(Err(Error::retryable("this node lost the shard's writer lease; retry")));
+            }
+            return false;
+        }
         if let Err(e) = self.resolve_unsure_attempt().await {
             let fenced = wal::is_fenced(&e);
             for r in replies {
@@ -283,13 +297,16 @@ impl Actor {
             Ok(()) => {
                 self.accept(entry);
                 let seq = self.next_seq - 1;
-                let _ = self
-                    .deps
-                    .coord
-                    .publish_head(&self.key, Head { wal_seq: seq, manifest_version: self.manifest.version })
-                    .await;
+                // Strong reads trust the published head (decision 0004): a write whose head
+                // could not be published must not be acknowledged. It is durable, so the
+                // client's retry (upserts and deletes are idempotent) is harmless.
+                let head = Head { wal_seq: seq, manifest_version: self.manifest.version };
+                let published = self.deps.coord.publish_head(&self.key, head).await;
                 for r in replies {
-                    let _ = r.send(Ok(seq));
+                    let _ = r.send(match &published {
+                        Ok(()) => Ok(seq),
+                        Err(e) => Err(Error::retryable(format!("write stored but not yet visible ({e}); retry"))),
+                    });
                 }
                 true
             }

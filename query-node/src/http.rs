@@ -1,5 +1,4 @@
-//! REST endpoints of the query role: list and describe collections, search, get rows, and
-//! this node's process statistics.
+//! REST endpoints of the query role: list and describe collections, search, get rows.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -10,8 +9,9 @@ use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
 use strata_shared::types::RowId;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::node::{
-    CollectionDescription, CollectionStats, Consistency, QueryNode, ResultRow, SearchRequest, SearchResponse, ShardInfo,
+use crate::QueryNode;
+use crate::api::{
+    CollectionDescription, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse, ShardInfo,
 };
 
 /// Body of `POST /v1/collections/{name}/get`.
@@ -36,23 +36,13 @@ pub struct ListResponse {
     pub collections: Vec<CollectionInfo>,
 }
 
-/// Process statistics of the serving node.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct NodeInfo {
-    pub version: String,
-    /// Resident memory now and at its peak (Linux; 0 elsewhere).
-    pub rss_bytes: u64,
-    pub peak_rss_bytes: u64,
-}
-
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_collections, describe_collection, search, get_rows, node_info),
+    paths(list_collections, describe_collection, search, get_rows),
     components(schemas(
         GetRequest,
         GetResponse,
         ListResponse,
-        NodeInfo,
         SearchRequest,
         SearchResponse,
         ResultRow,
@@ -72,7 +62,6 @@ pub fn router(node: QueryNode) -> Router {
         .route("/v1/collections/{name}", get(describe_collection))
         .route("/v1/collections/{name}/search", post(search))
         .route("/v1/collections/{name}/get", post(get_rows))
-        .route("/v1/node", get(node_info))
         .with_state(node)
 }
 
@@ -113,24 +102,4 @@ async fn get_rows(
 ) -> ApiResult<Json<GetResponse>> {
     let rows = node.get(&name, &req.ids, req.include_vector, req.include_attributes).await?;
     Ok(Json(GetResponse { rows }))
-}
-
-/// This node's version and memory use.
-#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = NodeInfo)))]
-async fn node_info() -> Json<NodeInfo> {
-    let (rss_bytes, peak_rss_bytes) = process_memory();
-    Json(NodeInfo { version: env!("CARGO_PKG_VERSION").to_owned(), rss_bytes, peak_rss_bytes })
-}
-
-/// (VmRSS, VmHWM) from /proc/self/status, in bytes.
-fn process_memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }

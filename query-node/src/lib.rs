@@ -6,16 +6,26 @@
 //! searched with its tombstones (and ids superseded by unflushed writes) filtered inside
 //! the graph walk, the tail is searched exactly, and results merge by distance.
 //!
+//! In a cluster each shard is served by `replication` query nodes chosen by rendezvous
+//! hashing (`serving.rs`, make before break), and every query node routes REST reads to a
+//! replica of each shard, itself or another node over gRPC (`router.rs`).
+//!
 //! Entry point: [`start`]; [`http::router`] exposes the REST API.
 
+mod api;
 mod config;
 pub mod http;
 mod node;
+mod router;
+mod serving;
 mod shard;
 mod tail;
 
+pub use api::{
+    CollectionDescription, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse, ShardInfo,
+};
 pub use config::QueryConfig;
-pub use node::{Consistency, QueryNode, ResultRow, SearchRequest, SearchResponse, start};
+pub use node::{QueryNode, start};
 
 #[cfg(test)]
 mod tests;

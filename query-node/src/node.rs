@@ -1,293 +1,227 @@
-//! The query node: resolves collection names through the catalog, keeps a [`ShardReader`]
-//! per shard, and answers search, get and describe by fanning out over the shards.
+//! The query node: the shards it holds locally (assigned by the serving loop, or loaded on
+//! demand when no replica answered), and the local half of the node-to-node read API
+//! ([`ShardReads`]). The router (`router.rs`) answers REST requests by asking a replica of
+//! every shard — this node or another — through that same API.
+//!
+//! A shard is answered only once it is loaded: the first refresh loads its manifest,
+//! segments and WAL tail before the first search runs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use strata_shared::api::CollectionInfo;
-use strata_shared::catalog::{self, CatalogState};
-use strata_shared::coord::{self, shard_key};
+use futures::future::BoxFuture;
+use strata_shared::coord::{ServeState, shard_key};
 use strata_shared::deps::Deps;
 use strata_shared::error::{Error, Result};
-use strata_shared::segment::store::{prepare_query, score_of};
-use strata_shared::types::{Attributes, CollectionDef, RowId};
-use tokio::sync::Mutex;
-use utoipa::ToSchema;
+use strata_shared::resolver::Resolver;
+use strata_shared::rpc::{ShardReads, ShardRow, ShardSearch, ShardStats};
+use strata_shared::segment::store::prepare_query;
+use strata_shared::types::{CollectionDef, RowId};
+use tokio::sync::watch;
 
 use crate::config::QueryConfig;
 use crate::shard::ShardReader;
 
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    /// Sees every write acknowledged before the request arrived.
-    #[default]
-    Strong,
-    /// May lag acknowledged writes by up to `eventual_max_lag_ms` (default 1 s).
-    Eventual,
-}
-
-/// Body of `POST /v1/collections/{name}/search`.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SearchRequest {
-    pub vector: Vec<f32>,
-    /// Number of results, 1..=1000. Default 10.
-    #[serde(default = "default_top_k")]
-    pub top_k: usize,
-    /// Candidate list size of the graph search; default: the collection's `hnsw.ef`.
-    /// Raised to `top_k` if smaller.
-    #[serde(default)]
-    pub ef: Option<usize>,
-    #[serde(default)]
-    pub consistency: Consistency,
-    #[serde(default)]
-    pub include_vector: bool,
-    #[serde(default)]
-    pub include_attributes: bool,
-}
-
-fn default_top_k() -> usize {
-    10
-}
-
-/// One search result or fetched row.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct ResultRow {
-    pub id: RowId,
-    /// cosine: similarity (higher is closer); dot: inner product (higher is closer);
-    /// l2: Euclidean distance (lower is closer). Absent for `get`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub score: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vector: Option<Vec<f32>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub attributes: Option<Attributes>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct SearchResponse {
-    /// Best first.
-    pub results: Vec<ResultRow>,
-    /// Server-side time spent on the request, in microseconds.
-    pub took_us: u64,
-}
-
-/// Per-shard statistics.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct ShardInfo {
-    pub shard: u32,
-    /// Live rows (segments plus unflushed).
-    pub rows: u64,
-    pub segments: usize,
-    /// Bytes of segment files.
-    pub bytes: u64,
-    pub manifest_version: u64,
-    /// Every WAL entry up to here is in segments.
-    pub flushed_seq: u64,
-    /// Newest WAL entry.
-    pub head_seq: u64,
-    /// WAL entries not yet flushed into segments.
-    pub wal_backlog_entries: u64,
-    /// Operations in those entries.
-    pub wal_backlog_ops: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CollectionStats {
-    pub rows: u64,
-    pub segments: usize,
-    pub bytes: u64,
-    pub shards: Vec<ShardInfo>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CollectionDescription {
-    #[serde(flatten)]
-    pub info: CollectionInfo,
-    pub stats: CollectionStats,
-}
-
-struct CollectionReader {
-    def: Arc<CollectionDef>,
-    shards: Vec<Arc<ShardReader>>,
-    /// The catalog version this reader was resolved at.
-    catalog_version: u64,
+/// A shard held by this node.
+pub(crate) struct LocalShard {
+    pub reader: ShardReader,
+    /// When a request last used it (ms since the node started), to unload idle shards
+    /// that were loaded on demand.
+    pub last_used_ms: AtomicU64,
 }
 
 /// A running query role. Cheap to clone.
 #[derive(Clone)]
 pub struct QueryNode {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    deps: Deps,
-    config: QueryConfig,
-    collections: Mutex<HashMap<String, Arc<CollectionReader>>>,
+pub(crate) struct Inner {
+    pub deps: Deps,
+    pub config: QueryConfig,
+    pub resolver: Resolver,
+    pub shards: Mutex<HashMap<(String, u32), Arc<LocalShard>>>,
+    /// Shards the serving loop assigned to this node, and how far it got loading them.
+    pub assigned: Mutex<HashMap<(String, u32), ServeState>>,
+    /// The serving loop has completed a pass (readiness needs one).
+    pub reconciled: AtomicBool,
+    /// Rotates the first replica tried, to spread load over replicas.
+    pub round_robin: AtomicUsize,
+    pub started: Instant,
 }
 
-/// Starts the query role.
-pub async fn start(
-    config: QueryConfig,
-    deps: Deps,
-    _shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<QueryNode> {
-    Ok(QueryNode { inner: Arc::new(Inner { deps, config, collections: Mutex::new(HashMap::new()) }) })
+/// Starts the query role: plans which shards this node serves, then loads them and keeps
+/// serving in line with the cluster in the background (see `serving.rs`).
+pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<QueryNode> {
+    let node = QueryNode {
+        inner: Arc::new(Inner {
+            deps,
+            config,
+            resolver: Resolver::default(),
+            shards: Mutex::default(),
+            assigned: Mutex::default(),
+            reconciled: AtomicBool::new(false),
+            round_robin: AtomicUsize::new(0),
+            started: Instant::now(),
+        }),
+    };
+    // Plan before returning so readiness is accurate at once; loading goes on behind.
+    let first = node.plan_serving().await?;
+    tokio::spawn(crate::serving::run(node.clone(), first, shutdown));
+    Ok(node)
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl QueryNode {
-    /// The reader of an active collection. The name's published catalog version tells
-    /// whether the cached reader is still current; without one (or when it changed) the
-    /// name is resolved from the catalog in object storage, so a dropped or re-created
-    /// collection is never served stale.
-    async fn collection(&self, name: &str) -> Result<Arc<CollectionReader>> {
-        let deps = &self.inner.deps;
-        let published = deps.coord.head(&coord::catalog_key(name)).await?.map(|h| h.wal_seq);
-        let mut map = self.inner.collections.lock().await;
-        if let Some(c) = map.get(name)
-            && published.is_some()
-            && published == Some(c.catalog_version)
-        {
-            return Ok(c.clone());
-        }
-        let store = deps.store.as_ref();
-        let not_found = || Error::not_found(format!("collection {name:?} does not exist"));
-        catalog::validate_name(name).map_err(|_| not_found())?;
-        let entry = catalog::newest_entry(store, name).await?.ok_or_else(not_found)?;
-        if entry.state != CatalogState::Active {
-            map.remove(name);
-            return Err(not_found());
-        }
-        let def = match map.get(name) {
-            Some(c) if c.def.id == entry.collection_id => c.def.clone(),
-            _ => Arc::new(catalog::read_definition(store, &entry.collection_id).await?),
-        };
-        let shards = match map.get(name) {
-            Some(c) if c.def.id == def.id => c.shards.clone(),
-            _ => (0..def.shards).map(|s| Arc::new(ShardReader::new(deps.clone(), def.clone(), s))).collect(),
-        };
-        let reader = Arc::new(CollectionReader { def, shards, catalog_version: entry.version });
-        map.insert(name.to_owned(), reader.clone());
-        Ok(reader)
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.started.elapsed().as_millis() as u64
     }
 
-    async fn refresh_all(&self, c: &CollectionReader, consistency: Consistency, since: Instant) -> Result<()> {
-        let max_age = match consistency {
-            Consistency::Strong => None,
-            Consistency::Eventual => Some(Duration::from_millis(self.inner.config.eventual_max_lag_ms)),
+    /// The local copy of a shard (created empty if absent), refreshed so it reflects every
+    /// write acknowledged before `since` (strong) or at most `max_age` old (eventual).
+    pub(crate) async fn local_shard(
+        &self,
+        collection_id: &str,
+        shard: u32,
+        since: Instant,
+        max_age: Option<Duration>,
+    ) -> Result<Arc<LocalShard>> {
+        let slot = (collection_id.to_owned(), shard);
+        let existing = lock(&self.inner.shards).get(&slot).cloned();
+        let local = match existing {
+            Some(local) => local,
+            None => {
+                let def = self.inner.resolver.by_id(&self.inner.deps, collection_id).await?;
+                if shard >= def.shards {
+                    return Err(Error::invalid(format!("collection {:?} has no shard {shard}", def.name)));
+                }
+                let fresh = Arc::new(LocalShard {
+                    reader: ShardReader::new(self.inner.deps.clone(), def, shard),
+                    last_used_ms: AtomicU64::new(0),
+                });
+                lock(&self.inner.shards).entry(slot).or_insert(fresh).clone()
+            }
         };
-        futures::future::try_join_all(c.shards.iter().map(|s| s.refresh(since, max_age))).await?;
-        Ok(())
+        local.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        local.reader.refresh(since, max_age).await?;
+        Ok(local)
     }
 
-    pub async fn search(&self, name: &str, req: SearchRequest) -> Result<SearchResponse> {
-        let started = Instant::now();
-        let c = self.collection(name).await?;
+    fn max_age(&self, eventual: bool) -> Option<Duration> {
+        eventual.then(|| Duration::from_millis(self.inner.config.eventual_max_lag_ms))
+    }
+
+    /// Checks search parameters; the router checks them before fanning out and every
+    /// shard again (the request may come from the wire).
+    pub(crate) fn check_search(&self, def: &CollectionDef, vector: &[f32], top_k: usize, ef: usize) -> Result<()> {
         let cfg = &self.inner.config;
-        c.def.validate_vector(&req.vector)?;
-        if req.top_k == 0 || req.top_k > cfg.max_top_k {
-            return Err(Error::invalid(format!("top_k must be in 1..={}, got {}", cfg.max_top_k, req.top_k)));
+        def.validate_vector(vector)?;
+        if top_k == 0 || top_k > cfg.max_top_k {
+            return Err(Error::invalid(format!("top_k must be in 1..={}, got {top_k}", cfg.max_top_k)));
         }
-        let ef = req.ef.unwrap_or(c.def.hnsw.ef as usize);
         if ef == 0 || ef > cfg.max_ef {
             return Err(Error::invalid(format!("ef must be in 1..={}, got {ef}", cfg.max_ef)));
         }
-        let ef = ef.max(req.top_k);
-        self.refresh_all(&c, req.consistency, started).await?;
-        let query = prepare_query(c.def.metric, &req.vector);
-        // Each shard's hits are materialised under the same read guard as its search: a
-        // refresh may swap the segment list right after the guard is released.
-        let mut hits: Vec<(f32, ResultRow)> = Vec::new();
-        for reader in &c.shards {
-            let state = reader.read();
-            for hit in ShardReader::search(&state, &query, req.top_k, ef) {
-                let row = ShardReader::row(&state, hit.location, req.include_vector, req.include_attributes);
-                hits.push((
-                    hit.distance,
-                    ResultRow {
-                        id: row.id,
-                        score: Some(score_of(c.def.metric, hit.distance)),
-                        vector: req.include_vector.then_some(row.vector),
-                        attributes: row.attributes,
-                    },
-                ));
-            }
-        }
-        hits.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let results = hits.into_iter().take(req.top_k).map(|(_, row)| row).collect();
-        Ok(SearchResponse { results, took_us: started.elapsed().as_micros() as u64 })
+        Ok(())
     }
 
-    /// Rows by id, in request order; ids that do not exist are left out.
-    pub async fn get(
+    async fn search_local(&self, collection_id: &str, shard: u32, req: ShardSearch) -> Result<Vec<ShardRow>> {
+        let started = Instant::now();
+        let local = self.local_shard(collection_id, shard, started, self.max_age(req.eventual)).await?;
+        let def = local.reader.def();
+        let (top_k, ef) = (req.top_k as usize, req.ef as usize);
+        self.check_search(def, &req.vector, top_k, ef)?;
+        let query = prepare_query(def.metric, &req.vector);
+        // Hits are materialised under the same read guard as the search: a refresh may
+        // swap the segment list right after the guard is released.
+        let state = local.reader.read();
+        let rows = ShardReader::search(&state, &query, top_k, ef.max(top_k))
+            .into_iter()
+            .map(|hit| {
+                let row = ShardReader::row(&state, hit.location, req.include_vector, req.include_attributes);
+                ShardRow {
+                    id: row.id,
+                    distance: Some(hit.distance),
+                    vector: req.include_vector.then_some(row.vector),
+                    attributes: row.attributes,
+                }
+            })
+            .collect();
+        Ok(rows)
+    }
+
+    async fn get_local(
         &self,
-        name: &str,
-        ids: &[RowId],
-        with_vector: bool,
-        with_attributes: bool,
-    ) -> Result<Vec<ResultRow>> {
-        let max = self.inner.config.max_get_ids;
-        if ids.is_empty() || ids.len() > max {
-            return Err(Error::invalid(format!("ids must hold 1..={max} entries, got {}", ids.len())));
-        }
-        for id in ids {
+        collection_id: &str,
+        shard: u32,
+        ids: Vec<RowId>,
+        include_vector: bool,
+        include_attributes: bool,
+    ) -> Result<Vec<ShardRow>> {
+        for id in &ids {
             id.validate()?;
         }
-        let c = self.collection(name).await?;
-        self.refresh_all(&c, Consistency::Strong, Instant::now()).await?;
-        let mut out = Vec::new();
-        for id in ids {
-            let reader = &c.shards[id.shard(c.def.shards) as usize];
-            let state = reader.read();
-            if let Some(loc) = ShardReader::get(&state, id) {
-                let row = ShardReader::row(&state, loc, with_vector, with_attributes);
-                out.push(ResultRow {
+        let local = self.local_shard(collection_id, shard, Instant::now(), None).await?;
+        let state = local.reader.read();
+        let rows = ids
+            .iter()
+            .filter_map(|id| ShardReader::get(&state, id))
+            .map(|loc| {
+                let row = ShardReader::row(&state, loc, include_vector, include_attributes);
+                ShardRow {
                     id: row.id,
-                    score: None,
-                    vector: with_vector.then_some(row.vector),
+                    distance: None,
+                    vector: include_vector.then_some(row.vector),
                     attributes: row.attributes,
-                });
-            }
-        }
-        Ok(out)
+                }
+            })
+            .collect();
+        Ok(rows)
     }
 
-    pub async fn list(&self) -> Result<Vec<CollectionInfo>> {
-        Ok(catalog::list_active(self.inner.deps.store.as_ref()).await?.iter().map(CollectionInfo::from).collect())
+    async fn describe_local(&self, collection_id: &str, shard: u32) -> Result<ShardStats> {
+        let local = self.local_shard(collection_id, shard, Instant::now(), None).await?;
+        let head = self.inner.deps.coord.head(&shard_key(collection_id, shard)).await?.unwrap_or_default();
+        let state = local.reader.read();
+        let m = &state.manifest;
+        Ok(ShardStats {
+            shard,
+            rows: ShardReader::live_rows(&state),
+            segments: m.segments.len() as u64,
+            bytes: m.bytes(),
+            manifest_version: m.version,
+            flushed_seq: m.flushed_seq,
+            head_seq: head.wal_seq.max(state.tail.applied_seq),
+            wal_backlog_ops: state.tail.ops() as u64,
+        })
+    }
+}
+
+impl ShardReads for QueryNode {
+    fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.search_local(&collection_id, shard, req).await })
     }
 
-    pub async fn describe(&self, name: &str) -> Result<CollectionDescription> {
-        let c = self.collection(name).await?;
-        self.refresh_all(&c, Consistency::Strong, Instant::now()).await?;
-        let mut shards = Vec::new();
-        for (i, reader) in c.shards.iter().enumerate() {
-            let head = self.inner.deps.coord.head(&shard_key(&c.def.id, i as u32)).await?.unwrap_or_default();
-            let state = reader.read();
-            let m = &state.manifest;
-            let head_seq = head.wal_seq.max(state.tail.applied_seq);
-            shards.push(ShardInfo {
-                shard: i as u32,
-                rows: ShardReader::live_rows(&state),
-                segments: m.segments.len(),
-                bytes: m.bytes(),
-                manifest_version: m.version,
-                flushed_seq: m.flushed_seq,
-                head_seq,
-                wal_backlog_entries: head_seq.saturating_sub(m.flushed_seq),
-                wal_backlog_ops: state.tail.ops() as u64,
-            });
-        }
-        let stats = CollectionStats {
-            rows: shards.iter().map(|s| s.rows).sum(),
-            segments: shards.iter().map(|s| s.segments).sum(),
-            bytes: shards.iter().map(|s| s.bytes).sum(),
-            shards,
-        };
-        Ok(CollectionDescription { info: CollectionInfo::from(c.def.as_ref()), stats })
+    fn get_rows(
+        &self,
+        collection_id: &str,
+        shard: u32,
+        ids: Vec<RowId>,
+        include_vector: bool,
+        include_attributes: bool,
+    ) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.get_local(&collection_id, shard, ids, include_vector, include_attributes).await })
+    }
+
+    fn describe_shard(&self, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<ShardStats>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.describe_local(&collection_id, shard).await })
     }
 }

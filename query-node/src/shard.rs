@@ -82,6 +82,10 @@ impl ShardReader {
         }
     }
 
+    pub fn def(&self) -> &Arc<CollectionDef> {
+        &self.def
+    }
+
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, ShardState> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }

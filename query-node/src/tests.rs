@@ -21,6 +21,7 @@ async fn deps() -> Deps {
         coord: Arc::new(InProcess::new()),
         clock: Arc::new(SystemClock),
         cache: Arc::new(SegmentCache::open(&CacheConfig { disk_dir: None, ..Default::default() }).await.unwrap()),
+        rpc: strata_shared::rpc::RpcClients::new(Default::default()),
         node_id: "test".into(),
     }
 }

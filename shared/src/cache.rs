@@ -117,7 +117,7 @@ impl CacheConfig {
 }
 
 /// Counters since the cache was opened. One `get` is one memory hit, disk hit or miss.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CacheStats {
     pub memory_hits: u64,
     pub disk_hits: u64,

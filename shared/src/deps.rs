@@ -9,6 +9,7 @@ use object_store::ObjectStore;
 
 use crate::cache::SegmentCache;
 use crate::coord::Coordination;
+use crate::rpc::RpcClients;
 
 /// Wall-clock time, injectable so tests can control age-based decisions.
 pub trait Clock: Send + Sync + 'static {
@@ -32,6 +33,8 @@ pub struct Deps {
     pub coord: Arc<dyn Coordination>,
     pub clock: Arc<dyn Clock>,
     pub cache: Arc<SegmentCache>,
-    /// This node's name, used as lease holder.
+    /// Connections to other nodes (unused by a standalone process, which is every node).
+    pub rpc: Arc<RpcClients>,
+    /// This node's name: lease holder, member id, serving-record owner.
     pub node_id: String,
 }

@@ -3,8 +3,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use strata::{bench, config, standalone};
+use clap::{Args, Parser, Subcommand};
+use strata::config::Config;
+use strata::node::{self, Mode, Node};
+use strata::{bench, http, standalone};
+use strata_shared::coord::Role;
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Strata: vector search on object storage")]
@@ -16,21 +19,74 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every role in one process over the local filesystem (the default way to start).
-    Standalone {
-        /// TOML configuration file (every field optional).
-        #[arg(long, env = "STRATA_CONFIG")]
-        config: Option<PathBuf>,
-        /// Address of the REST API [default: 127.0.0.1:7700].
-        #[arg(long, env = "STRATA_LISTEN")]
-        listen: Option<std::net::SocketAddr>,
-        /// Data directory [default: ./data].
-        #[arg(long, env = "STRATA_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-    },
+    Standalone(NodeArgs),
+    /// Run an ingest node (REST writes, WAL group commit, flush) of a cluster.
+    IngestNode(NodeArgs),
+    /// Run a query node (shard serving, search routing) of a cluster.
+    QueryNode(NodeArgs),
+    /// Run a compactor (merges, garbage collection) of a cluster.
+    Compactor(NodeArgs),
     /// Benchmark a running server over REST against exact ground truth and hnswlib.
     Bench(bench::BenchArgs),
     /// Print the OpenAPI document.
     Openapi,
+}
+
+/// Settings every process takes; flags override `STRATA__*` variables, which override the
+/// configuration file (see `docs/configuration.md`).
+#[derive(Args)]
+struct NodeArgs {
+    /// TOML configuration file (every field optional).
+    #[arg(long, env = "STRATA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the REST API [default: 127.0.0.1:7700].
+    #[arg(long, env = "STRATA_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Address of the node-to-node gRPC API [default: 127.0.0.1:7701].
+    #[arg(long, env = "STRATA_GRPC_LISTEN")]
+    grpc_listen: Option<std::net::SocketAddr>,
+    /// Host other nodes reach this node at [default: the listen IP or the hostname].
+    #[arg(long, env = "STRATA_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
+    /// Data directory (standalone objects, disk cache) [default: ./data].
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// This node's id [default: standalone, or {role}-{hostname}-{port}].
+    #[arg(long, env = "STRATA_NODE_ID")]
+    node_id: Option<String>,
+    /// etcd endpoints, comma-separated (cluster roles).
+    #[arg(long, env = "STRATA_ETCD", value_delimiter = ',')]
+    etcd: Option<Vec<String>>,
+}
+
+impl NodeArgs {
+    fn config(self) -> anyhow::Result<Config> {
+        let mut cfg = Config::load(self.config.as_deref())?;
+        if let Some(v) = self.listen {
+            cfg.listen = v;
+        }
+        if let Some(v) = self.grpc_listen {
+            cfg.grpc_listen = v;
+        }
+        if let Some(v) = self.advertise_host {
+            cfg.advertise_host = Some(v);
+        }
+        if let Some(v) = self.data_dir {
+            cfg.data_dir = v;
+        }
+        if let Some(v) = self.node_id {
+            cfg.node_id = Some(v);
+        }
+        if let Some(v) = self.etcd {
+            cfg.etcd.endpoints = v;
+        }
+        Ok(cfg)
+    }
+}
+
+async fn run_role(role: Role, args: NodeArgs) -> anyhow::Result<()> {
+    let node = Node::start(Mode::Cluster(role), args.config()?).await?;
+    node::serve(node).await
 }
 
 #[tokio::main]
@@ -39,19 +95,13 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn,foyer=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match Cli::parse().command {
-        Command::Standalone { config, listen, data_dir } => {
-            let mut cfg = config::StandaloneConfig::load(config.as_deref())?;
-            if let Some(l) = listen {
-                cfg.listen = l;
-            }
-            if let Some(d) = data_dir {
-                cfg.data_dir = d;
-            }
-            standalone::serve(cfg).await
-        }
+        Command::Standalone(args) => standalone::serve(args.config()?).await,
+        Command::IngestNode(args) => run_role(Role::Ingest, args).await,
+        Command::QueryNode(args) => run_role(Role::Query, args).await,
+        Command::Compactor(args) => run_role(Role::Compactor, args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&standalone::openapi_document())?);
+            println!("{}", serde_json::to_string_pretty(&http::openapi_document())?);
             Ok(())
         }
     }

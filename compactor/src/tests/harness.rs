@@ -87,6 +87,7 @@ impl Harness {
             coord: Arc::new(InProcess::new()),
             clock: clock.clone(),
             cache: Arc::new(cache),
+            rpc: strata_shared::rpc::RpcClients::new(Default::default()),
             node_id: "compactor-test".into(),
         };
         Harness { deps, clock, dir, shutdown: watch::channel(false).0 }

@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
-use strata::config::StandaloneConfig;
+use strata::config::Config;
 use strata::standalone::Standalone;
 use tower::ServiceExt;
 
@@ -16,9 +16,9 @@ pub struct TestServer {
 }
 
 /// Starts a standalone server on a fresh data directory. `tune` adjusts the config.
-pub async fn start(tune: impl FnOnce(&mut StandaloneConfig)) -> TestServer {
+pub async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = StandaloneConfig { data_dir: dir.path().to_path_buf(), ..Default::default() };
+    let mut config = Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
     config.cache.memory_bytes = 64 << 20;
     config.cache.disk_bytes = 64 << 20;
     tune(&mut config);

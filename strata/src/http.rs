@@ -1,0 +1,136 @@
+//! The REST surface of a process: the routes of the roles it runs, the cluster admin API,
+//! health, readiness and the OpenAPI document. A request for a role this process does not
+//! run gets a JSON 404 that says which roles it runs.
+
+use std::sync::Arc;
+
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use strata_shared::coord::Role;
+use strata_shared::deps::Deps;
+use strata_shared::http::ApiError;
+use strata_shared::rpc::server::RpcCounters;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::node::Mode;
+
+/// This process: identity, memory, node-to-node traffic and cache use.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub roles: Vec<Role>,
+    pub version: String,
+    /// Resident memory now and at its peak (Linux; 0 elsewhere).
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+    /// gRPC calls this node served, and their message bytes in and out.
+    pub rpc_calls: u64,
+    pub rpc_bytes_in: u64,
+    pub rpc_bytes_out: u64,
+    /// Segment cache hits per tier, misses, and bytes fetched from object storage.
+    #[schema(value_type = Object)]
+    pub cache: strata_shared::cache::CacheStats,
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(node_info), components(schemas(NodeInfo)))]
+struct NodeApi;
+
+pub fn router(
+    mode: Mode,
+    deps: &Deps,
+    ingest: Option<strata_ingest::IngestNode>,
+    query: Option<strata_query::QueryNode>,
+    counters: Arc<RpcCounters>,
+) -> Router {
+    let info_state = (mode, deps.clone(), counters);
+    let mut router = Router::new()
+        .merge(crate::admin::router(deps.clone()))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/node", get(node_info).with_state(info_state));
+    if let Some(ingest) = ingest {
+        router = router.merge(strata_ingest::http::router(ingest));
+    }
+    let ready_query = query.clone();
+    router = router.route(
+        "/readyz",
+        get(move || async move {
+            // A query node is ready once every shard assigned to it is loaded and serving.
+            match &ready_query {
+                Some(q) if !q.is_ready() => {
+                    let (serving, assigned) = q.load_progress();
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("loading shards: {serving}/{assigned} serving"))
+                }
+                _ => (StatusCode::OK, "ready".to_owned()),
+            }
+        }),
+    );
+    if let Some(query) = query {
+        router = router.merge(strata_query::http::router(query));
+    }
+    let roles: Vec<&str> = mode.roles().iter().map(|r| r.as_str()).collect();
+    let roles = roles.join(", ");
+    router.fallback(move |uri: Uri| async move {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no route {} on this node (it runs: {roles}); writes go to ingest nodes, reads to query nodes",
+                uri.path()
+            ),
+        )
+    })
+}
+
+/// The OpenAPI document of every endpoint of every role.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let mut doc = strata_ingest::http::IngestApi::openapi();
+    doc.merge(strata_query::http::QueryApi::openapi());
+    doc.merge(crate::admin::AdminApi::openapi());
+    doc.merge(NodeApi::openapi());
+    doc.info.title = "Strata".to_owned();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.info.description = Some("Distributed vector search on object storage.".to_owned());
+    doc
+}
+
+async fn openapi() -> impl IntoResponse {
+    axum::Json(openapi_document())
+}
+
+/// This node's identity, memory, node-to-node traffic and cache statistics.
+#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = NodeInfo)))]
+async fn node_info(
+    axum::extract::State((mode, deps, counters)): axum::extract::State<(Mode, Deps, Arc<RpcCounters>)>,
+) -> Json<NodeInfo> {
+    let (rss_bytes, peak_rss_bytes) = process_memory();
+    let (rpc_calls, rpc_bytes_in, rpc_bytes_out) = counters.snapshot();
+    Json(NodeInfo {
+        node_id: deps.node_id.clone(),
+        roles: mode.roles(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        rss_bytes,
+        peak_rss_bytes,
+        rpc_calls,
+        rpc_bytes_in,
+        rpc_bytes_out,
+        cache: deps.cache.stats(),
+    })
+}
+
+/// (VmRSS, VmHWM) from /proc/self/status, in bytes.
+fn process_memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
