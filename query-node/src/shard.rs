@@ -66,6 +66,9 @@ pub(crate) struct ShardReader {
     state: RwLock<ShardState>,
     /// Serialises refreshes; holds when the last completed refresh started.
     refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// When the newest check that found the state current (a full refresh, or the head
+    /// fast path) started: an `eventual` read within `max_age` of it needs no check at all.
+    confirmed: std::sync::Mutex<Option<Instant>>,
 }
 
 impl ShardReader {
@@ -79,6 +82,14 @@ impl ShardReader {
             paths,
             state: RwLock::new(ShardState { manifest: Manifest::default(), segments: Vec::new(), tail }),
             refresh: tokio::sync::Mutex::new(None),
+            confirmed: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn confirm(&self, started: Instant) {
+        let mut confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        if confirmed.is_none_or(|c| c < started) {
+            *confirmed = Some(started);
         }
     }
 
@@ -93,11 +104,21 @@ impl ShardReader {
     /// Brings the state up to date unless a refresh that started after `since` (or, with
     /// `max_age`, within it) already completed.
     pub async fn refresh(&self, since: Instant, max_age: Option<Duration>) -> Result<()> {
+        if let Some(age) = max_age
+            && self.confirmed.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|c| c.elapsed() <= age)
+        {
+            return Ok(());
+        }
         // Fast path: writers publish the head before acknowledging, so having applied up to
         // the published head means having every acknowledged write.
+        let checked = Instant::now();
         if let Some(head) = self.deps.coord.head(&self.key).await? {
-            let s = self.read();
-            if head.wal_seq <= s.tail.applied_seq && head.manifest_version <= s.manifest.version {
+            let current = {
+                let s = self.read();
+                head.wal_seq <= s.tail.applied_seq && head.manifest_version <= s.manifest.version
+            };
+            if current {
+                self.confirm(checked);
                 return Ok(());
             }
         }
@@ -114,6 +135,7 @@ impl ShardReader {
         let started = Instant::now();
         self.refresh_now().await?;
         *last = Some(started);
+        self.confirm(started);
         Ok(())
     }
 
