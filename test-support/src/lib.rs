@@ -86,6 +86,34 @@ pub fn require_s3() -> bool {
     require_one("SeaweedFS (STRATA_WEED_BIN or `weed` on PATH)", weed_bin().is_some())
 }
 
+/// Runs `attempt` up to three times: a server that dies at startup (usually a port taken
+/// by a parallel test between the pick and the bind) gets fresh ports.
+fn with_retries<T>(what: &str, mut attempt: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        match attempt() {
+            Ok(server) => return Ok(server),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(io::Error::other(format!("{what} failed to start 3 times:\n{}", errors.join("\n---\n"))))
+}
+
+/// Waits until `ready` holds, failing early if the process exits, or after the timeout.
+fn wait_ready(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) -> io::Result<()> {
+    let mut exited = false;
+    let ok = wait_until(START_TIMEOUT, || {
+        exited = child.exited();
+        exited || ready()
+    });
+    if ok && !exited {
+        return Ok(());
+    }
+    let why =
+        if exited { "exited during startup".to_owned() } else { format!("was not ready within {START_TIMEOUT:?}") };
+    Err(io::Error::other(format!("{what} {why}; log tail:\n{}", child.log_tail())))
+}
+
 /// A single-member etcd cluster on loopback.
 pub struct EtcdServer {
     bin: PathBuf,
@@ -99,10 +127,13 @@ impl EtcdServer {
     /// Starts etcd on free ports and waits until it reports healthy.
     pub fn start() -> io::Result<Self> {
         let bin = etcd_bin().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "etcd binary not found"))?;
-        let dir = tempfile::Builder::new().prefix("strata-etcd-").tempdir()?;
-        let mut server = Self { bin, dir, client_port: free_port(false)?, peer_port: free_port(false)?, child: None };
-        server.spawn()?;
-        Ok(server)
+        with_retries("etcd", || {
+            let dir = tempfile::Builder::new().prefix("strata-etcd-").tempdir()?;
+            let (client_port, peer_port) = (free_port(false)?, free_port(false)?);
+            let mut server = Self { bin: bin.clone(), dir, client_port, peer_port, child: None };
+            server.spawn()?;
+            Ok(server)
+        })
     }
 
     /// The client endpoint, e.g. `http://127.0.0.1:23790`.
@@ -127,17 +158,9 @@ impl EtcdServer {
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .arg("--initial-cluster")
             .arg(format!("strata-test={peer}"));
-        let child = Child::spawn(cmd, &self.dir.path().join("etcd.log"))?;
+        let child = self.child.insert(Child::spawn(cmd, &self.dir.path().join("etcd.log"))?);
         let port = self.client_port;
-        let ready = wait_until(START_TIMEOUT, || http_status(port, "/health").is_some_and(|s| s == 200));
-        let child = self.child.insert(child);
-        if !ready {
-            return Err(io::Error::other(format!(
-                "etcd did not become healthy on {client} within {START_TIMEOUT:?}; log tail:\n{}",
-                child.log_tail()
-            )));
-        }
-        Ok(())
+        wait_ready(child, &format!("etcd on {client}"), || http_status(port, "/health").is_some_and(|s| s == 200))
     }
 
     /// Stops the server (hard kill: tests simulate crashes) and waits for it to exit.
@@ -188,6 +211,10 @@ impl S3Server {
     /// Starts `weed mini` on free ports and waits until the bucket answers.
     pub fn start() -> io::Result<Self> {
         let bin = weed_bin().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "weed binary not found"))?;
+        with_retries("weed mini", || Self::start_on_free_ports(&bin))
+    }
+
+    fn start_on_free_ports(bin: &std::path::Path) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("strata-weed-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
@@ -201,7 +228,7 @@ impl S3Server {
             free_port(true)?,
             free_port(false)?,
         );
-        let mut cmd = std::process::Command::new(&bin);
+        let mut cmd = std::process::Command::new(bin);
         cmd.arg("mini")
             .arg(format!("-dir={}", data.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"])
@@ -218,13 +245,11 @@ impl S3Server {
         let child = Child::spawn(cmd, &dir.path().join("weed.log"))?;
         let mut server = Self { dir, s3_port: s3, child: Some(child) };
         let path = format!("/{}", Self::BUCKET);
-        if !wait_until(START_TIMEOUT, || http_status(s3, &path).is_some_and(|s| s == 200)) {
-            let tail = server.child.as_ref().map(Child::log_tail).unwrap_or_default();
-            server.stop();
-            return Err(io::Error::other(format!(
-                "weed mini did not serve bucket {} on port {s3} within {START_TIMEOUT:?}; log tail:\n{tail}",
-                Self::BUCKET
-            )));
+        if let Some(child) = server.child.as_mut() {
+            // On failure `server` drops here, killing the process group.
+            wait_ready(child, &format!("weed mini (S3 port {s3})"), || {
+                http_status(s3, &path).is_some_and(|s| s == 200)
+            })?;
         }
         Ok(server)
     }
@@ -268,6 +293,22 @@ mod tests {
         assert!(!decide("x", false, false));
         let failed = std::panic::catch_unwind(|| decide("x", false, true));
         assert!(failed.is_err(), "a missing server must fail when STRATA_REQUIRE_SERVERS=1");
+    }
+
+    /// Tests run in parallel processes, so servers must never share a port or a path.
+    #[test]
+    fn servers_run_side_by_side() {
+        if !require() {
+            return;
+        }
+        let starts: Vec<_> = (0..3)
+            .map(|_| std::thread::spawn(|| (EtcdServer::start().map(drop), S3Server::start().map(drop))))
+            .collect();
+        for start in starts {
+            let (etcd, s3) = start.join().expect("no panic");
+            etcd.expect("etcd started");
+            s3.expect("weed started");
+        }
     }
 
     #[test]

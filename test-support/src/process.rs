@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// `$env_var` if set (and non-empty), else `name` searched on `PATH`.
@@ -21,27 +22,25 @@ pub(crate) fn find_bin(env_var: &str, name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
 
+/// Ports are picked in this band, below the kernel's usual ephemeral range (32768+), so an
+/// outgoing connection of some other test cannot grab a port between the pick and the
+/// server's bind; twins (`+ 10000`) stay below the ephemeral range too.
+const BAND: std::ops::Range<u16> = 12_000..22_000;
+
 /// A loopback port that is free right now. With `with_grpc_twin`, `port + 10000` is free
-/// too (SeaweedFS derives its gRPC ports that way). Another process may still take it
-/// before the server binds; callers get a clear startup error in that rare case.
+/// too (SeaweedFS derives its gRPC ports that way). Each call starts at a different
+/// pseudo-random point of the band, so parallel test processes rarely race for one port;
+/// when they do, the server fails to bind and the guard retries on new ports.
 pub fn free_port(with_grpc_twin: bool) -> io::Result<u16> {
-    let loopback = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    for _ in 0..200 {
-        let listener = TcpListener::bind(loopback(0))?;
-        let port = listener.local_addr()?.port();
-        if !with_grpc_twin {
-            return Ok(port);
-        }
-        // Twins above 65535 are impossible, and ports in the ephemeral range could be
-        // handed to some client later; so prefer ports whose twin fits.
-        let Some(twin) = port.checked_add(10_000) else { continue };
-        if TcpListener::bind(loopback(twin)).is_ok() {
-            return Ok(port);
-        }
-    }
-    // The ephemeral range is usually above 55535; fall back to scanning a fixed band.
-    for port in 20_000..30_000u16 {
-        if TcpListener::bind(loopback(port)).is_ok() && TcpListener::bind(loopback(port + 10_000)).is_ok() {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let seed = u64::from(nanos) ^ (u64::from(std::process::id()) << 20) ^ CALLS.fetch_add(7919, Ordering::Relaxed);
+    let width = u64::from(BAND.end - BAND.start);
+    let free = |port: u16| TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok();
+    for step in 0..width {
+        let offset = u16::try_from((seed.wrapping_mul(2_654_435_761) + step) % width).unwrap_or(0);
+        let port = BAND.start + offset;
+        if free(port) && (!with_grpc_twin || free(port + 10_000)) {
             return Ok(port);
         }
     }
@@ -89,6 +88,11 @@ impl Child {
         cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
         let child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start {cmd:?}: {e}")))?;
         Ok(Self { child, log: log.to_owned(), reaped: false })
+    }
+
+    /// Whether the server has exited (it failed to start, e.g. a port was taken).
+    pub(crate) fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The last lines of the server's log, for error messages.
