@@ -115,7 +115,7 @@ impl RpcClients {
     }
 
     /// The node at `grpc_url` (e.g. `http://10.0.0.7:7701`).
-    pub fn node(&self, grpc_url: &str) -> Result<Remote> {
+    pub fn node(self: &Arc<Self>, grpc_url: &str) -> Result<Remote> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(grpc_url) {
             Some(c) => c.clone(),
@@ -135,7 +135,15 @@ impl RpcClients {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             url: grpc_url.to_owned(),
+            pool: self.clone(),
         })
+    }
+
+    /// Forgets the channel to `grpc_url`. A lazily connected channel that failed to
+    /// connect (the node was down) can keep answering with that failure after the node is
+    /// back, so a connect failure replaces the channel.
+    fn evict(&self, grpc_url: &str) {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner()).remove(grpc_url);
     }
 }
 
@@ -147,20 +155,56 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 pub struct Remote {
     client: NodeClient<Channel>,
     url: String,
+    pool: Arc<RpcClients>,
 }
 
 impl Remote {
+    /// Runs `call`; if it could not even connect (so nothing was sent), replaces the
+    /// channel and tries once more: the node may have restarted at the same address.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(NodeClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let first = call(self.client.clone()).await;
+        let status = match first {
+            Ok(reply) => return Ok(reply.into_inner()),
+            Err(status) => status,
+        };
+        if !is_connect_failure(&status) {
+            return Err(self.fail(status));
+        }
+        self.pool.evict(&self.url);
+        let fresh = self.pool.node(&self.url)?;
+        call(fresh.client.clone()).await.map(tonic::Response::into_inner).map_err(|s| {
+            if is_connect_failure(&s) {
+                self.pool.evict(&self.url);
+            }
+            self.fail(s)
+        })
+    }
+
     fn fail(&self, status: tonic::Status) -> Error {
         error_of(status).context(format!("node {}", self.url))
     }
+}
+
+/// A transport failure before the request left this process.
+fn is_connect_failure(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().contains("connect")
 }
 
 impl ShardReads for Remote {
     fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
         let msg = convert::search_request(collection_id, shard, req);
         Box::pin(async move {
-            let reply = self.client.clone().search_shard(msg).await.map_err(|s| self.fail(s))?;
-            convert::rows_from_pb(reply.into_inner().rows)
+            let reply = self
+                .call(|mut c| {
+                    let msg = msg.clone();
+                    async move { c.search_shard(msg).await }
+                })
+                .await?;
+            convert::rows_from_pb(reply.rows)
         })
     }
 
@@ -174,16 +218,26 @@ impl ShardReads for Remote {
     ) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
         let msg = convert::get_request(collection_id, shard, ids, include_vector, include_attributes);
         Box::pin(async move {
-            let reply = self.client.clone().get_rows(msg).await.map_err(|s| self.fail(s))?;
-            convert::rows_from_pb(reply.into_inner().rows)
+            let reply = self
+                .call(|mut c| {
+                    let msg = msg.clone();
+                    async move { c.get_rows(msg).await }
+                })
+                .await?;
+            convert::rows_from_pb(reply.rows)
         })
     }
 
     fn describe_shard(&self, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<ShardStats>> {
         let msg = crate::pb::ShardRef { collection_id: collection_id.to_owned(), shard };
         Box::pin(async move {
-            let reply = self.client.clone().describe_shard(msg).await.map_err(|s| self.fail(s))?;
-            Ok(convert::stats_from_pb(reply.into_inner()))
+            Ok(convert::stats_from_pb(
+                self.call(|mut c| {
+                    let msg = msg.clone();
+                    async move { c.describe_shard(msg).await }
+                })
+                .await?,
+            ))
         })
     }
 }
@@ -198,8 +252,13 @@ impl ShardWrites for Remote {
     ) -> BoxFuture<'_, Result<u64>> {
         let msg = convert::write_request(collection, collection_id, shard, ops);
         Box::pin(async move {
-            let reply = self.client.clone().write(msg).await.map_err(|s| self.fail(s))?;
-            Ok(reply.into_inner().seq)
+            Ok(self
+                .call(|mut c| {
+                    let msg = msg.clone();
+                    async move { c.write(msg).await }
+                })
+                .await?
+                .seq)
         })
     }
 
@@ -210,7 +269,11 @@ impl ShardWrites for Remote {
             shard,
         };
         Box::pin(async move {
-            self.client.clone().flush(msg).await.map_err(|s| self.fail(s))?;
+            self.call(|mut c| {
+                let msg = msg.clone();
+                async move { c.flush(msg).await }
+            })
+            .await?;
             Ok(())
         })
     }
