@@ -1,5 +1,5 @@
 //! Composition of a `strata` process: opens the infrastructure (object store, coordination,
-//! cache, node-to-node clients), starts the roles it runs, registers them as cluster
+//! cache, node-to-node clients, metrics), starts the roles it runs, registers them as cluster
 //! members and serves REST (and, in a cluster, gRPC). No behaviour lives here beyond wiring
 //! and shutdown; every role is a library with one `start(config, deps, shutdown)`.
 //!
@@ -17,6 +17,8 @@ use strata_shared::cache::SegmentCache;
 use strata_shared::coord::etcd::Etcd;
 use strata_shared::coord::{Coordination, InProcess, Member, Role};
 use strata_shared::deps::{Deps, SystemClock};
+use strata_shared::instrumented_store::InstrumentedStore;
+use strata_shared::metrics::Metrics;
 use strata_shared::rpc::RpcClients;
 use strata_shared::rpc::server::NodeService;
 use strata_shared::store;
@@ -64,7 +66,9 @@ impl Node {
     /// Opens the infrastructure and starts the roles of `mode`. Fails with a clear error
     /// when the object store does not honour create-only puts or etcd cannot be reached.
     pub async fn start(mode: Mode, mut config: Config) -> anyhow::Result<Node> {
-        let store = open_store(mode, &config).await?;
+        let metrics = Arc::new(Metrics::new());
+        // Every request to object storage is counted and timed, the startup probe included.
+        let store = InstrumentedStore::wrap(open_store(mode, &config).await?, metrics.clone());
         store::check_create_only(store.as_ref())
             .await
             .map_err(|e| anyhow::anyhow!("object storage check failed: {e}"))?;
@@ -86,6 +90,7 @@ impl Node {
             cache,
             rpc: RpcClients::new(config.rpc.clone()),
             node_id,
+            metrics,
         };
 
         // Members first: the roles' first ownership and serving plans must see this node.
@@ -120,6 +125,10 @@ impl Node {
             tracing::warn!(error = %e, "could not leave the cluster; the session expiry will");
         }
         let _ = self.shutdown.send(true);
+        // End the session so whatever the roles still hold goes at once, not after the TTL.
+        if let Err(e) = self.deps.coord.close().await {
+            tracing::warn!(error = %e, "could not end the coordination session; it will expire");
+        }
         if let Err(e) = self.deps.cache.close().await {
             tracing::warn!(error = %e, "closing the cache failed");
         }

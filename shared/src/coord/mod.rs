@@ -218,6 +218,12 @@ pub trait Coordination: Send + Sync + 'static {
 
     /// The current cluster view; the receiver changes whenever it does.
     fn view(&self) -> watch::Receiver<Arc<ClusterView>>;
+
+    /// Ends this process's session on a clean shutdown, so its membership, leases and
+    /// serving records go at once instead of when the session expires.
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The coordination key under which a collection name's newest catalog version is

@@ -227,6 +227,10 @@ fn etcd_error(what: &str, err: etcd_client::Error) -> Error {
 }
 
 impl Coordination for Etcd {
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.shutdown())
+    }
+
     fn try_acquire(&self, kind: LeaseKind, key: &str, holder: &str) -> BoxFuture<'_, Result<Option<Lease>>> {
         let (key, holder) = (key.to_owned(), holder.to_owned());
         Box::pin(async move { self.inner.try_acquire(kind, &key, &holder).await })
