@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use strata_shared::api::CollectionInfo;
 use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
 use strata_shared::types::RowId;
+use strata_shared::vector_encoding::VectorInput;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::node::{
@@ -54,6 +55,7 @@ pub struct NodeInfo {
         ListResponse,
         NodeInfo,
         SearchRequest,
+        VectorInput,
         SearchResponse,
         ResultRow,
         Consistency,
