@@ -46,6 +46,10 @@ impl Standalone {
             cache,
             node_id: "standalone".to_owned(),
         };
+        // Both roles run here, so the flush guard can follow the GC grace it protects
+        // against: a commit must never name an upload GC may already treat as garbage.
+        let guard = config.compactor.gc_grace_ms / 2;
+        config.ingest.flush_commit_max_age_ms = config.ingest.flush_commit_max_age_ms.min(guard);
         let (shutdown, rx) = watch::channel(false);
         let ingest = strata_ingest::start(config.ingest.clone(), deps.clone(), rx.clone()).await?;
         let query = strata_query::start(config.query.clone(), deps.clone(), rx.clone()).await?;
