@@ -277,6 +277,7 @@ fn markdown_report_compares_with_reference() {
             query_threads: vec![1, 4],
             consistency: "strong",
             skip_ingest: true,
+            vector_encoding: "json",
         },
         ingest: None,
         indexing: None,
