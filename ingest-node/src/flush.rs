@@ -328,7 +328,13 @@ mod tests {
 
     async fn flush_three_rows(deps: &Deps, def: &CollectionDef, shard: &ShardPaths) -> Result<Manifest> {
         let target = FlushTarget { deps, def, shard, epoch: 1, graph_min_rows: 1_000, commit_max_age_ms: 5_000 };
-        let entry = WalEntry { seq: 1, writer_epoch: 1, commit_id: 1, created_ms: 0, ops: vec![up(1, 1.0), up(2, 2.0), up(3, 3.0)] };
+        let entry = WalEntry {
+            seq: 1,
+            writer_epoch: 1,
+            commit_id: 1,
+            created_ms: 0,
+            ops: vec![up(1, 1.0), up(2, 2.0), up(3, 3.0)],
+        };
         flush(target, vec![Arc::new(entry)], &mut IdCache::default(), 0).await
     }
 

@@ -29,9 +29,7 @@ pub enum VectorDecodeError {
     #[error("invalid base64: {len} characters are not correctly padded groups of 4 (standard alphabet, `=` padding)")]
     InvalidLength { len: usize },
     /// Valid base64 whose bytes are not a whole number of `f32` values.
-    #[error(
-        "base64 vector decodes to {bytes} bytes, which is not a multiple of 4 (expected little-endian f32 values)"
-    )]
+    #[error("base64 vector decodes to {bytes} bytes, which is not a multiple of 4 (expected little-endian f32 values)")]
     NotWholeFloats { bytes: usize },
 }
 

@@ -295,10 +295,12 @@ async fn vectors_may_be_base64_and_bad_base64_is_refused() {
     assert_eq!(t.ok("POST", "/v1/collections/b/upsert", Some(rows)).await["upserted"], 3);
     let got = t.ok("POST", "/v1/collections/b/get", Some(json!({"ids": [1, 3], "include_vector": true}))).await;
     assert_eq!(got["rows"][0]["vector"], json!([1.0, 0.0, 0.0]));
-    let stored: Vec<f32> = got["rows"][1]["vector"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let stored: Vec<f32> =
+        got["rows"][1]["vector"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     assert_eq!(stored, exact, "base64 must carry the exact f32 values");
 
-    let by_b64 = t.ok("POST", "/v1/collections/b/search", Some(json!({"vector": b64(&[0.9, 0.1, 0.0]), "top_k": 2}))).await;
+    let by_b64 =
+        t.ok("POST", "/v1/collections/b/search", Some(json!({"vector": b64(&[0.9, 0.1, 0.0]), "top_k": 2}))).await;
     let by_json = t.ok("POST", "/v1/collections/b/search", Some(json!({"vector": [0.9, 0.1, 0.0], "top_k": 2}))).await;
     assert_eq!(ids(&by_b64, "results"), [json!(1), json!(3)]);
     assert_eq!(by_b64["results"], by_json["results"]);
@@ -328,7 +330,8 @@ async fn vectors_may_be_base64_and_bad_base64_is_refused() {
 
     // Bodies over the blocking-parse threshold work, and fail cleanly, the same way.
     t.create("big", 256, "l2").await;
-    let row = |i: u64| json!({"id": i, "vector": (0..256).map(|j| (i * 256 + j) as f32 * 1.234_567e-3).collect::<Vec<_>>()});
+    let row =
+        |i: u64| json!({"id": i, "vector": (0..256).map(|j| (i * 256 + j) as f32 * 1.234_567e-3).collect::<Vec<_>>()});
     let mut rows: Vec<Value> = (0..100).map(row).collect();
     assert!(json!({ "rows": rows }).to_string().len() >= BLOCKING_PARSE_BYTES);
     rows.push(json!({"id": 100, "vector": "AACA"}));

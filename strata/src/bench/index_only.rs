@@ -70,7 +70,15 @@ fn space_and_vectors(metric: Metric, m: &Matrix<f32>) -> (Space, Cow<'_, [f32]>)
 }
 
 /// Searches every query once at `ef`; returns the ids and per-query microseconds.
-fn search_pass(graph: &Graph, base: &[f32], queries: &[f32], dim: usize, space: Space, k: usize, ef: usize) -> (Vec<Vec<u64>>, Vec<u64>, f64) {
+fn search_pass(
+    graph: &Graph,
+    base: &[f32],
+    queries: &[f32],
+    dim: usize,
+    space: Space,
+    k: usize,
+    ef: usize,
+) -> (Vec<Vec<u64>>, Vec<u64>, f64) {
     let started = Instant::now();
     let mut ids = Vec::with_capacity(queries.len() / dim);
     let mut micros = Vec::with_capacity(queries.len() / dim);
@@ -123,7 +131,13 @@ pub(crate) fn run(args: &Options) -> Result<IndexReport> {
             qps: ids.len() as f64 / secs.max(1e-9),
             latency_us: summarize(&micros),
         };
-        eprintln!("  ef={ef}: recall@{}={:.4}, {} QPS, p50 {:.0} us", args.k, s.recall, thousands(s.qps), s.latency_us.p50);
+        eprintln!(
+            "  ef={ef}: recall@{}={:.4}, {} QPS, p50 {:.0} us",
+            args.k,
+            s.recall,
+            thousands(s.qps),
+            s.latency_us.p50
+        );
         search.push(s);
     }
     // Free the graph (and any normalised copies) before hnswlib loads its own index.

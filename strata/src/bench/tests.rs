@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::data::{self, Matrix, Metric, parse_npy_header, write_npy};
 use super::client::VectorEncoding;
+use super::data::{self, Matrix, Metric, parse_npy_header, write_npy};
 use super::phases::{SearchResult, upsert_body};
 use super::report::{Config, DatasetInfo, Machine, Report};
 use super::stats::{percentile, recall_at_k, summarize, thousands};
