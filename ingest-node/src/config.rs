@@ -28,6 +28,13 @@ pub struct IngestConfig {
     pub backlog_max_rows: usize,
     /// … or this many bytes. Default 1 GiB.
     pub backlog_max_bytes: usize,
+    /// A flush whose segment upload started longer ago than this abandons its manifest
+    /// commit and uploads the segment again under a new name, because garbage collection
+    /// deletes unreferenced objects older than the compactor's `gc_grace_ms` and the
+    /// manifest must never name a deleted object. Default 300,000 (5 minutes): half the
+    /// compactor's default `gc_grace_ms` of 10 minutes, leaving the other half for clock
+    /// skew and the commit itself. Standalone lowers it to `gc_grace_ms / 2` if above that.
+    pub flush_commit_max_age_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -42,6 +49,7 @@ impl Default for IngestConfig {
             graph_min_rows: 2_000,
             backlog_max_rows: 1_000_000,
             backlog_max_bytes: 1 << 30,
+            flush_commit_max_age_ms: 300_000,
         }
     }
 }

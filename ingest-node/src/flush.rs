@@ -11,6 +11,12 @@
 //! committer (a compaction) wins the next version, the flush re-reads and recomputes
 //! against the winner, so a delete is never lost even when the segment holding the old
 //! row was just merged away.
+//!
+//! Upload-age guard: garbage collection deletes unreferenced objects older than its grace
+//! period, so a manifest must never name an upload about that old. Before every commit
+//! attempt, an upload that started more than `ingest.flush_commit_max_age_ms` ago is
+//! abandoned (its files are left to GC) and the same built segment is uploaded again
+//! under a new name; after [`MAX_UPLOADS`] stale uploads the flush fails as retryable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,6 +26,7 @@ use strata_shared::deps::Deps;
 use strata_shared::error::{Error, ErrorKind, Result};
 use strata_shared::manifest::{self, Manifest, SegmentMeta, TombstoneRef};
 use strata_shared::paths::{self, ShardPaths};
+use strata_shared::segment::IdLookup;
 use strata_shared::segment::store::{self as segstore, SegmentIds};
 use strata_shared::tombstones;
 use strata_shared::types::{CollectionDef, Row, RowId};
@@ -75,6 +82,8 @@ pub(crate) struct FlushTarget<'a> {
     pub shard: &'a ShardPaths,
     pub epoch: u64,
     pub graph_min_rows: usize,
+    /// `ingest.flush_commit_max_age_ms`: the oldest upload a commit may still name.
+    pub commit_max_age_ms: u64,
 }
 
 /// Flushes `entries` (consecutive, ending at the last one's seq). Returns the committed
@@ -85,7 +94,7 @@ pub(crate) async fn flush(
     ids: &mut IdCache,
     manifest_hint: u64,
 ) -> Result<Manifest> {
-    let FlushTarget { deps, def, shard, epoch, graph_min_rows } = target;
+    let FlushTarget { deps, def, shard, epoch, graph_min_rows, commit_max_age_ms } = target;
     let Some(last) = entries.last() else {
         return Err(Error::internal("flush of an empty range"));
     };
@@ -103,41 +112,52 @@ pub(crate) async fn flush(
     .await
     .map_err(|e| Error::internal(format!("segment build panicked: {e}")))??;
 
-    let new_segment = match built {
+    let mut staged = match built {
         None => None,
         Some(built) => {
-            let segment_id = paths::segment_id(max_seq, rand::random());
-            segstore::upload(deps.store.as_ref(), &deps.cache, shard, &segment_id, &built).await?;
-            tracing::info!(
-                shard = %shard.root(), segment = %segment_id, rows = seg_ids.len(), graph = built.graph.is_some(),
-                seconds = started.elapsed().as_secs_f64(), "built segment"
-            );
-            let meta = SegmentMeta {
-                id: segment_id.clone(),
-                rows: seg_ids.len() as u32,
-                bytes: built.bytes(),
-                min_seq,
-                max_seq,
-                has_graph: built.graph.is_some(),
-                tombstone: None,
-                level: 0,
-            };
-            let lookup = strata_shared::segment::IdLookup::new(&seg_ids);
-            ids.segments.insert(segment_id, Arc::new(SegmentIds { ids: seg_ids, lookup }));
-            Some(meta)
+            let ids_of_segment = Arc::new(SegmentIds { lookup: IdLookup::new(&seg_ids), ids: seg_ids });
+            let range = (min_seq, max_seq);
+            Some(Staged::upload(deps, shard, built, ids_of_segment, range, ids, 1).await?)
         }
     };
+    if let Some(s) = &staged {
+        tracing::info!(
+            shard = %shard.root(), segment = %s.meta.id, rows = s.meta.rows, graph = s.meta.has_graph,
+            seconds = started.elapsed().as_secs_f64(), "built segment"
+        );
+    }
 
     let mut hint = manifest_hint;
     let mut transient_failures = 0;
     loop {
+        // GC deletes unreferenced objects once they are older than its grace period; a
+        // manifest naming an upload about that old could name deleted files. Such an upload
+        // is abandoned to GC and the same segment is uploaded again under a new name.
+        if let Some(s) = staged.take_if(|s| deps.clock.now_ms().saturating_sub(s.started_ms) >= commit_max_age_ms) {
+            if s.attempt >= MAX_UPLOADS {
+                return Err(Error::retryable(format!(
+                    "flush of {} gave up: {MAX_UPLOADS} uploads of its segment each took longer than \
+                     ingest.flush_commit_max_age_ms ({commit_max_age_ms} ms) to reach a commit",
+                    shard.root()
+                )));
+            }
+            tracing::warn!(
+                shard = %shard.root(), segment = %s.meta.id, max_age_ms = commit_max_age_ms,
+                "flush upload too old to commit safely; uploading the segment again"
+            );
+            ids.segments.remove(&s.meta.id);
+            let range = (s.meta.min_seq, s.meta.max_seq);
+            staged = Some(Staged::upload(deps, shard, s.built, s.ids, range, ids, s.attempt + 1).await?);
+            continue;
+        }
         let base = manifest::load_latest(deps.store.as_ref(), shard, Some(hint)).await?;
         if base.flushed_seq >= max_seq {
             // An earlier attempt of ours committed (its response was lost) — or the log was
             // taken over. Either way this range is in segments already.
             return Ok(base);
         }
-        match commit_onto(deps, shard, &base, new_segment.clone(), &touched, max_seq, epoch, ids).await {
+        let new_segment = staged.as_ref().map(|s| s.meta.clone());
+        match commit_onto(deps, shard, &base, new_segment, &touched, max_seq, epoch, ids).await {
             Ok(m) => {
                 ids.retain(&m);
                 return Ok(m);
@@ -154,6 +174,48 @@ pub(crate) async fn flush(
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Uploads of one flush's segment before it gives up (each restarts the age clock).
+const MAX_UPLOADS: u32 = 3;
+
+/// A built segment uploaded under a fresh name, waiting for its manifest commit.
+struct Staged {
+    built: segstore::BuiltSegment,
+    ids: Arc<SegmentIds>,
+    meta: SegmentMeta,
+    /// When the upload started, by `deps.clock`: the age the commit guard checks.
+    started_ms: u64,
+    /// 1 for the first upload.
+    attempt: u32,
+}
+
+impl Staged {
+    async fn upload(
+        deps: &Deps,
+        shard: &ShardPaths,
+        built: segstore::BuiltSegment,
+        seg_ids: Arc<SegmentIds>,
+        (min_seq, max_seq): (u64, u64),
+        ids: &mut IdCache,
+        attempt: u32,
+    ) -> Result<Staged> {
+        let started_ms = deps.clock.now_ms();
+        let segment_id = paths::segment_id(max_seq, rand::random());
+        segstore::upload(deps.store.as_ref(), &deps.cache, shard, &segment_id, &built).await?;
+        let meta = SegmentMeta {
+            id: segment_id.clone(),
+            rows: seg_ids.ids.len() as u32,
+            bytes: built.bytes(),
+            min_seq,
+            max_seq,
+            has_graph: built.graph.is_some(),
+            tombstone: None,
+            level: 0,
+        };
+        ids.segments.insert(segment_id, seg_ids.clone());
+        Ok(Staged { built, ids: seg_ids, meta, started_ms, attempt })
     }
 }
 
@@ -207,10 +269,116 @@ pub(crate) fn first_duplicate<'a>(ids: impl Iterator<Item = &'a RowId>) -> Optio
 
 #[cfg(test)]
 mod tests {
-    use strata_shared::types::{Row, RowId};
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    use object_store::memory::InMemory;
+    use strata_shared::cache::{CacheConfig, SegmentCache};
+    use strata_shared::catalog::{self, NewCollection};
+    use strata_shared::coord::InProcess;
+    use strata_shared::deps::Clock;
+    use strata_shared::types::{HnswParams, Metric, Row, RowId};
     use strata_shared::wal::{WalEntry, WalOp};
 
     use super::*;
+
+    /// A clock that answers from a script, one value per read, then repeats the last one
+    /// (or, with `step`, keeps adding it). Flush reads the clock when an upload starts,
+    /// before each commit attempt and for the manifest's `created_ms`, in that order.
+    struct ScriptedClock {
+        script: Mutex<VecDeque<u64>>,
+        last: Mutex<u64>,
+        step: u64,
+    }
+
+    impl Clock for ScriptedClock {
+        fn now_ms(&self) -> u64 {
+            let mut last = self.last.lock().unwrap();
+            *last = self.script.lock().unwrap().pop_front().unwrap_or(*last + self.step);
+            *last
+        }
+    }
+
+    async fn setup(script: &[u64], step: u64) -> (Deps, CollectionDef, ShardPaths) {
+        let clock = ScriptedClock { script: Mutex::new(script.iter().copied().collect()), last: Mutex::new(0), step };
+        let cache = SegmentCache::open(&CacheConfig { memory_bytes: 16 << 20, disk_dir: None, ..Default::default() })
+            .await
+            .unwrap();
+        let deps = Deps {
+            store: Arc::new(InMemory::new()),
+            coord: Arc::new(InProcess::new()),
+            clock: Arc::new(clock),
+            cache: Arc::new(cache),
+            rpc: strata_shared::rpc::RpcClients::new(Default::default()),
+            node_id: "flush-test".into(),
+        };
+        let new = NewCollection {
+            name: "c".into(),
+            dimension: 1,
+            metric: Metric::L2,
+            shards: 1,
+            replication: 1,
+            hnsw: HnswParams::default(),
+        };
+        let def = catalog::create(deps.store.as_ref(), &new, 0).await.unwrap();
+        let shard = ShardPaths::new(def.id.clone(), 0);
+        (deps, def, shard)
+    }
+
+    async fn flush_three_rows(deps: &Deps, def: &CollectionDef, shard: &ShardPaths) -> Result<Manifest> {
+        let target = FlushTarget { deps, def, shard, epoch: 1, graph_min_rows: 1_000, commit_max_age_ms: 5_000 };
+        let entry = WalEntry {
+            seq: 1,
+            writer_epoch: 1,
+            commit_id: 1,
+            created_ms: 0,
+            ops: vec![up(1, 1.0), up(2, 2.0), up(3, 3.0)],
+        };
+        flush(target, vec![Arc::new(entry)], &mut IdCache::default(), 0).await
+    }
+
+    /// Segment ids that have files in the store.
+    async fn uploaded_segments(deps: &Deps, shard: &ShardPaths) -> HashSet<String> {
+        let prefix = shard.segments_dir();
+        let metas: Vec<_> = deps.store.list(Some(&prefix)).try_collect().await.unwrap();
+        metas.iter().filter_map(|m| m.location.prefix_match(&prefix)?.next().map(|p| p.as_ref().to_owned())).collect()
+    }
+
+    #[tokio::test]
+    async fn a_stale_upload_is_abandoned_and_the_segment_uploaded_again() {
+        // Upload starts at 0; the commit check sees 10 s (over the 5 s bound); the second
+        // upload starts at 10 s and its check sees 10.001 s.
+        let (deps, def, shard) = setup(&[0, 10_000, 10_000, 10_001], 0).await;
+        let m = flush_three_rows(&deps, &def, &shard).await.unwrap();
+        assert_eq!((m.version, m.flushed_seq, m.segments.len()), (1, 1, 1));
+        let committed = &m.segments[0];
+        assert_eq!(committed.rows, 3);
+        let uploaded = uploaded_segments(&deps, &shard).await;
+        assert_eq!(uploaded.len(), 2, "the abandoned upload stays for GC: {uploaded:?}");
+        assert!(uploaded.contains(&committed.id), "{uploaded:?} lacks {}", committed.id);
+        // The committed copy is complete and readable.
+        let ids = segstore::load_ids(deps.store.as_ref(), &deps.cache, &shard, &committed.id).await.unwrap();
+        assert_eq!(ids.ids, [RowId::Int(1), RowId::Int(2), RowId::Int(3)]);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_upload_commits_once() {
+        let (deps, def, shard) = setup(&[0, 4_999], 0).await;
+        let m = flush_three_rows(&deps, &def, &shard).await.unwrap();
+        assert_eq!(uploaded_segments(&deps, &shard).await, HashSet::from([m.segments[0].id.clone()]));
+    }
+
+    #[tokio::test]
+    async fn a_flush_whose_uploads_always_go_stale_gives_up_without_committing() {
+        let (deps, def, shard) = setup(&[], 6_000).await;
+        let err = flush_three_rows(&deps, &def, &shard).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Retryable, "{err}");
+        assert!(err.to_string().contains("flush_commit_max_age_ms"), "{err}");
+        assert_eq!(uploaded_segments(&deps, &shard).await.len(), MAX_UPLOADS as usize);
+        assert_eq!(manifest::load_latest(deps.store.as_ref(), &shard, None).await.unwrap().version, 0);
+    }
 
     fn up(id: u64, v: f32) -> WalOp {
         WalOp::Upsert(Row { id: RowId::Int(id), vector: vec![v], attributes: None })

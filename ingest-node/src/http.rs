@@ -9,6 +9,7 @@ use strata_shared::api::CollectionInfo;
 use strata_shared::catalog::NewCollection;
 use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
 use strata_shared::types::{HnswParams, Metric, Row, RowId};
+use strata_shared::vector_encoding::VectorInput;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::IngestNode;
@@ -87,6 +88,7 @@ pub struct DropResponse {
         CollectionInfo,
         ErrorBody,
         Row,
+        VectorInput,
         RowId,
         Metric,
         HnswParams

@@ -378,6 +378,7 @@ impl Actor {
                 shard: &paths,
                 epoch,
                 graph_min_rows: config.graph_min_rows,
+                commit_max_age_ms: config.flush_commit_max_age_ms,
             };
             let result = flush::flush(target, entries, &mut ids, hint).await;
             let _ = done_tx.send((result, ids)).await;

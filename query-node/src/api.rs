@@ -21,6 +21,9 @@ pub enum Consistency {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
+    /// The query: an array of numbers, or base64 of its little-endian f32 bytes.
+    #[serde(deserialize_with = "strata_shared::vector_encoding::deserialize")]
+    #[schema(value_type = strata_shared::vector_encoding::VectorInput)]
     pub vector: Vec<f32>,
     /// Number of results, 1..=1000. Default 10.
     #[serde(default = "default_top_k")]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use strata_shared::api::CollectionInfo;
 use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
 use strata_shared::types::RowId;
+use strata_shared::vector_encoding::VectorInput;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::QueryNode;
@@ -44,6 +45,7 @@ pub struct ListResponse {
         GetResponse,
         ListResponse,
         SearchRequest,
+        VectorInput,
         SearchResponse,
         ResultRow,
         Consistency,

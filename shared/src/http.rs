@@ -93,6 +93,8 @@ impl IntoResponse for ApiError {
 /// Bodies are parsed with plain `serde_json` (axum's extractor tracks the path of every
 /// element, which costs about as much as parsing itself on large upserts); only a body
 /// that fails is parsed again with path tracking, so the error still names the field.
+/// Bodies of [`BLOCKING_PARSE_BYTES`] or more are parsed in `block_in_place` on a
+/// multi-threaded runtime, so a large parse does not stall the tasks queued behind it.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -121,17 +123,38 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
             _ => ApiError::invalid(format!("cannot read the request body: {}", e.body_text())),
         })?;
-        match serde_json::from_slice(&body) {
-            Ok(value) => Ok(ApiJson(value)),
-            Err(_) => {
-                let mut de = serde_json::Deserializer::from_slice(&body);
-                let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                    Err(e) if e.path().iter().next().is_some() => format!("at {}: {}", e.path(), e.inner()),
-                    Err(e) => e.inner().to_string(),
-                    Ok(_) => "invalid JSON".to_owned(),
-                };
-                Err(ApiError::invalid(format!("malformed JSON body: {err}")))
-            }
+        if body.len() >= BLOCKING_PARSE_BYTES && on_multi_thread_runtime() {
+            // A multi-megabyte body takes milliseconds to parse: tell the runtime this
+            // worker is busy so its other tasks (acks, searches) move to another worker.
+            tokio::task::block_in_place(|| parse(&body))
+        } else {
+            parse(&body)
+        }
+    }
+}
+
+/// Bodies at least this large are parsed inside `tokio::task::block_in_place`. Below it a
+/// parse takes well under a millisecond and handing the worker off would cost more.
+pub const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+/// `block_in_place` panics on a current-thread runtime (as `#[tokio::test]` uses).
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Parses a JSON body into `T`; on failure, names the offending field.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<ApiJson<T>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(ApiJson(value)),
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(e) if e.path().iter().next().is_some() => format!("at {}: {}", e.path(), e.inner()),
+                Err(e) => e.inner().to_string(),
+                Ok(_) => "invalid JSON".to_owned(),
+            };
+            Err(ApiError::invalid(format!("malformed JSON body: {err}")))
         }
     }
 }

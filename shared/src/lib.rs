@@ -4,7 +4,8 @@
 //! ([`paths`]), encoded ([`wal`], [`segment`], [`manifest`], [`tombstones`]) and read back
 //! through the two-tier [`cache`]; the vector index ([`index`]); the catalog of collections
 //! ([`catalog`]); the coordination traits ([`coord`]); the injected dependencies of a role
-//! ([`deps`]); and the HTTP error edge ([`http`]).
+//! ([`deps`]); the HTTP error edge ([`http`]) and the wire forms of request vectors
+//! ([`vector_encoding`]).
 //!
 //! Invariants every module keeps:
 //! - every object is immutable once written, and every commit (WAL entry, manifest
@@ -32,6 +33,7 @@ pub mod pb {
 }
 pub mod tombstones;
 pub mod types;
+pub mod vector_encoding;
 pub mod wal;
 
 pub use error::{Error, ErrorKind, Result};

@@ -96,6 +96,10 @@ pub type Attributes = serde_json::Map<String, serde_json::Value>;
 #[serde(deny_unknown_fields)]
 pub struct Row {
     pub id: RowId,
+    /// An array of numbers, or base64 of the little-endian f32 bytes (see
+    /// [`crate::vector_encoding`]); always serialised as an array.
+    #[serde(deserialize_with = "crate::vector_encoding::deserialize")]
+    #[schema(value_type = crate::vector_encoding::VectorInput)]
     pub vector: Vec<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]

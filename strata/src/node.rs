@@ -78,6 +78,10 @@ impl Node {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect to etcd at {:?}: {e}", config.etcd.endpoints))?,
         };
+        // A flush must never commit a segment upload that garbage collection may already
+        // treat as garbage (decision 0003): keep its commit guard within the GC grace.
+        let guard = config.compactor.gc_grace_ms / 2;
+        config.ingest.flush_commit_max_age_ms = config.ingest.flush_commit_max_age_ms.min(guard);
         if config.cache.disk_dir.is_none() {
             config.cache.disk_dir = Some(config.data_dir.join("cache"));
         }

@@ -275,3 +275,77 @@ async fn writes_get_429_when_the_unflushed_backlog_is_over_its_bound() {
     assert_eq!(t.rows("c").await, 18);
     t.server.stop().await;
 }
+
+/// Vectors may be sent as base64 of their little-endian f32 bytes, in upserts and searches,
+/// mixed with JSON arrays; bad base64 is a 400 that writes nothing. A multi-threaded runtime
+/// so that large bodies take the `block_in_place` parse path, as in the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_may_be_base64_and_bad_base64_is_refused() {
+    use strata_shared::http::BLOCKING_PARSE_BYTES;
+    use strata_shared::vector_encoding::encode_base64_f32 as b64;
+
+    let t = common::start(|_| {}).await;
+    t.create("b", 3, "l2").await;
+    let exact = [0.25f32, -0.5, 3.0e-7];
+    let rows = json!({"rows": [
+        {"id": 1, "vector": "AACAPwAAAAAAAAAA"},
+        {"id": 2, "vector": [0.0, 1.0, 0.0]},
+        {"id": 3, "vector": b64(&exact)},
+    ]});
+    assert_eq!(t.ok("POST", "/v1/collections/b/upsert", Some(rows)).await["upserted"], 3);
+    let got = t.ok("POST", "/v1/collections/b/get", Some(json!({"ids": [1, 3], "include_vector": true}))).await;
+    assert_eq!(got["rows"][0]["vector"], json!([1.0, 0.0, 0.0]));
+    let stored: Vec<f32> =
+        got["rows"][1]["vector"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(stored, exact, "base64 must carry the exact f32 values");
+
+    let by_b64 =
+        t.ok("POST", "/v1/collections/b/search", Some(json!({"vector": b64(&[0.9, 0.1, 0.0]), "top_k": 2}))).await;
+    let by_json = t.ok("POST", "/v1/collections/b/search", Some(json!({"vector": [0.9, 0.1, 0.0], "top_k": 2}))).await;
+    assert_eq!(ids(&by_b64, "results"), [json!(1), json!(3)]);
+    assert_eq!(by_b64["results"], by_json["results"]);
+
+    let good = json!({"id": 10, "vector": [1.0, 1.0, 1.0]});
+    let upsert = |bad: Value| ("POST", "/v1/collections/b/upsert", Some(json!({"rows": [good.clone(), bad]})));
+    let search = |v: Value| ("POST", "/v1/collections/b/search", Some(json!({ "vector": v })));
+    let cases: Vec<(&str, Call, &str)> = vec![
+        ("partial float", upsert(json!({"id": 11, "vector": "AACA"})), "not a multiple of 4"),
+        ("wrong dimension", upsert(json!({"id": 11, "vector": b64(&[1.0, 0.0])})), "dimension 2"),
+        ("bad character", upsert(json!({"id": 11, "vector": "AACA*wAAAAAAAAAA"})), "invalid base64"),
+        ("bad padding", upsert(json!({"id": 11, "vector": "AACAPwAAAAAAAAA"})), "invalid base64"),
+        ("non-finite", upsert(json!({"id": 11, "vector": b64(&[1.0, f32::NAN, 0.0])})), "finite"),
+        ("search partial float", search(json!("AACAPwA=")), "not a multiple of 4"),
+        ("search bad character", search(json!("AAC?PwAAAAAAAAAA")), "invalid base64"),
+        ("search wrong dimension", search(json!(b64(&[1.0; 4]))), "dimension 4"),
+        ("neither form", search(json!({"x": 1})), "array of numbers or a base64 string"),
+    ];
+    for (what, (method, path, body), needle) in cases {
+        let (status, v) = t.call(method, path, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_argument", "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{what}: {message:?} lacks {needle:?}");
+    }
+    assert_eq!(t.rows("b").await, 3, "a refused batch must write nothing");
+
+    // Bodies over the blocking-parse threshold work, and fail cleanly, the same way.
+    t.create("big", 256, "l2").await;
+    let row =
+        |i: u64| json!({"id": i, "vector": (0..256).map(|j| (i * 256 + j) as f32 * 1.234_567e-3).collect::<Vec<_>>()});
+    let mut rows: Vec<Value> = (0..100).map(row).collect();
+    assert!(json!({ "rows": rows }).to_string().len() >= BLOCKING_PARSE_BYTES);
+    rows.push(json!({"id": 100, "vector": "AACA"}));
+    let (status, v) = t.call("POST", "/v1/collections/big/upsert", Some(json!({ "rows": rows }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("rows[100].vector"), "{v}");
+    rows.pop();
+    assert_eq!(t.ok("POST", "/v1/collections/big/upsert", Some(json!({ "rows": rows }))).await["upserted"], 100);
+    assert_eq!(t.rows("big").await, 100);
+
+    // The OpenAPI document says a vector is an array of numbers or a base64 string.
+    let doc = t.ok("GET", "/openapi.json", None).await;
+    let schema = doc["components"]["schemas"]["VectorInput"].to_string();
+    assert!(schema.contains("array") && schema.contains("string"), "{schema}");
+    assert_eq!(doc["components"]["schemas"]["Row"]["properties"]["vector"]["$ref"], "#/components/schemas/VectorInput");
+    t.server.stop().await;
+}

@@ -69,16 +69,18 @@ pub fn normalize(v: &mut [f32]) {
 }
 
 /// Asks the CPU to start loading every cache line of `v` (a hint: no effect on results,
-/// a no-op off x86_64). Lets memory-bound loops overlap the misses of several vectors.
+/// a no-op off x86_64). Lets memory-bound loops overlap the misses of several vectors,
+/// adjacency lists or visited marks.
 #[inline(always)]
-pub(crate) fn prefetch(v: &[f32]) {
+pub(crate) fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // One hint per 64-byte line (16 floats), plus the last value, whose line the
-        // stride skips when `v` does not start on a line boundary.
+        // One hint per 64-byte line, plus the last element, whose line the stride skips
+        // when `v` does not start on a line boundary.
+        let step = (64 / size_of::<T>().max(1)).max(1);
         let last = v.len().saturating_sub(1);
-        for i in (0..v.len()).step_by(16).chain((!v.is_empty()).then_some(last)) {
+        for i in (0..v.len()).step_by(step).chain((!v.is_empty()).then_some(last)) {
             // SAFETY: `i < v.len()`, so the pointer is inside `v`; a prefetch never
             // faults or writes anyway, and SSE (which provides it) is part of the x86_64
             // baseline, so the instruction always exists.

@@ -40,9 +40,45 @@ pub(crate) struct SearchAnswer {
     pub(crate) took_us: Option<u64>,
 }
 
+/// How request bodies carry vectors (`--vector-encoding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum VectorEncoding {
+    /// JSON arrays of numbers.
+    #[default]
+    Json,
+    /// Base64 strings of the little-endian f32 bytes (about 4× smaller, no number parsing).
+    Base64,
+}
+
+impl VectorEncoding {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            VectorEncoding::Json => "json",
+            VectorEncoding::Base64 => "base64",
+        }
+    }
+}
+
+/// A vector as it goes over the wire.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum WireVector<'a> {
+    Numbers(&'a [f32]),
+    Base64(String),
+}
+
+impl<'a> WireVector<'a> {
+    pub(crate) fn new(vector: &'a [f32], encoding: VectorEncoding) -> Self {
+        match encoding {
+            VectorEncoding::Json => WireVector::Numbers(vector),
+            VectorEncoding::Base64 => WireVector::Base64(strata_shared::vector_encoding::encode_base64_f32(vector)),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct SearchBody<'a> {
-    vector: &'a [f32],
+    vector: WireVector<'a>,
     top_k: usize,
     ef: usize,
     consistency: &'a str,
@@ -55,6 +91,8 @@ struct SearchBody<'a> {
 pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
+    /// How search requests carry the query vector.
+    encoding: VectorEncoding,
 }
 
 /// Turns a non-success response into an error carrying the server's message.
@@ -74,13 +112,13 @@ async fn error_of(what: &str, resp: reqwest::Response) -> anyhow::Error {
 }
 
 impl Api {
-    pub(crate) fn new(url: &str) -> Result<Api> {
+    pub(crate) fn new(url: &str, encoding: VectorEncoding) -> Result<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(256)
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Api { http, base: url.trim_end_matches('/').to_owned() })
+        Ok(Api { http, base: url.trim_end_matches('/').to_owned(), encoding })
     }
 
     fn url(&self, path: &str) -> String {
@@ -207,6 +245,7 @@ impl Api {
         ef: usize,
         consistency: &str,
     ) -> Result<SearchAnswer> {
+        let vector = WireVector::new(vector, self.encoding);
         let body = SearchBody { vector, top_k, ef, consistency, include_vector: false, include_attributes: false };
         let what = format!("POST /v1/collections/{name}/search");
         let resp = self

@@ -3,6 +3,9 @@
 //! same data through hnswlib (`scripts/hnswlib_reference.py`) and prints a markdown
 //! comparison (stdout; progress goes to stderr) and optionally a JSON report.
 //!
+//! `--index-only` measures the index alone instead (no server): the native HNSW build and
+//! single-threaded search in-process, against hnswlib on the same data (`index_only.rs`).
+//!
 //! Data sources: a `--dataset` directory with `meta.json` and raw little-endian files (the
 //! layout of `/work/shared/datasets/debian-minilm`), `--base`/`--queries`/`--gt` files
 //! (`.npy`, `.fvecs`, `.ivecs`), or `--synthetic N --dim D` clustered Gaussians. Ground truth
@@ -10,6 +13,7 @@
 
 mod client;
 mod data;
+mod index_only;
 mod phases;
 mod reference;
 mod report;
@@ -24,7 +28,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use client::{Api, CollectionSpec};
+use client::{Api, CollectionSpec, VectorEncoding};
 use data::{Dataset, Matrix, Metric};
 use phases::QuerySpec;
 use reference::{ReferenceSpec, Scratch};
@@ -138,6 +142,17 @@ pub(crate) struct Options {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
+    /// How upsert and search requests carry vectors: JSON arrays of numbers, or base64 of
+    /// the little-endian f32 bytes.
+    #[arg(long, value_enum, default_value = "json")]
+    vector_encoding: VectorEncoding,
+    /// Measure the index alone, in-process (no server): build the native HNSW graph, search
+    /// it on one thread at every --ef, and compare with hnswlib on the same data.
+    #[arg(long, conflicts_with = "skip_ingest")]
+    index_only: bool,
+    /// Threads the native graph builds with under --index-only.
+    #[arg(long, default_value_t = 2)]
+    build_threads: usize,
 }
 
 impl Options {
@@ -160,6 +175,7 @@ impl Options {
             ensure!(dim > 0, "--dim must be positive");
         }
         ensure!(self.synthetic != Some(0), "--synthetic needs at least one vector");
+        ensure!(self.build_threads > 0, "--build-threads must be positive");
         Ok(())
     }
 }
@@ -233,6 +249,14 @@ fn prepare_data(args: &Options) -> Result<(Dataset, Metric, &'static str)> {
 pub async fn run(args: BenchArgs) -> Result<()> {
     let args = *args.opts;
     args.validate()?;
+    if args.index_only {
+        let index_args = args.clone();
+        let report = tokio::task::spawn_blocking(move || index_only::run(&index_args))
+            .await
+            .context("the index-only benchmark panicked")??;
+        println!("{}", report.markdown());
+        return write_json(args.json_out.as_deref(), &report);
+    }
     let machine = Machine::detect();
     let prep_args = args.clone();
     let (data, metric, gt_source) =
@@ -241,7 +265,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let gt: Matrix<u32> = data.gt.clone().context("ground truth missing")?;
     let queries = Arc::new(data.queries.clone());
 
-    let api = Api::new(&args.url)?;
+    let api = Api::new(&args.url, args.vector_encoding)?;
     api.node().await.context("checking the server")?;
     let name = args.collection.clone();
 
@@ -274,11 +298,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         };
         api.create_collection(&spec).await?;
         eprintln!(
-            "[2/7] ingesting {} vectors: batches of {}, {} concurrent requests",
-            data.base.rows, args.batch, args.clients
+            "[2/7] ingesting {} vectors: batches of {}, {} concurrent requests, {} vectors",
+            data.base.rows,
+            args.batch,
+            args.clients,
+            args.vector_encoding.as_str()
         );
         let started = Instant::now();
-        let result = phases::ingest(&api, &name, data.clone(), args.batch, args.clients).await?;
+        let result = phases::ingest(&api, &name, data.clone(), args.batch, args.clients, args.vector_encoding).await?;
         eprintln!(
             "  {} vectors/s acknowledged; ack p50 {:.1} ms p99 {:.1} ms; {} × 429",
             thousands(result.vectors_per_sec),
@@ -377,6 +404,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             query_threads: args.query_threads.clone(),
             consistency: args.consistency.as_str(),
             skip_ingest: args.skip_ingest,
+            vector_encoding: args.vector_encoding.as_str(),
         },
         ingest,
         indexing,
@@ -386,8 +414,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         reference_error,
     };
     println!("{}", report.markdown());
-    if let Some(path) = &args.json_out {
-        let text = serde_json::to_string_pretty(&report).context("serialising the report")?;
+    write_json(args.json_out.as_deref(), &report)
+}
+
+/// Writes `report` as pretty JSON to `path`, if given.
+fn write_json(path: Option<&std::path::Path>, report: &impl serde::Serialize) -> Result<()> {
+    if let Some(path) = path {
+        let text = serde_json::to_string_pretty(report).context("serialising the report")?;
         std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::client::{Api, Upsert, stats_summary};
+use super::client::{Api, Upsert, VectorEncoding, WireVector, stats_summary};
 use super::data::{Dataset, Matrix};
 use super::stats::{Progress, Summary, recall_at_k, summarize, thousands};
 
@@ -56,17 +56,17 @@ pub(crate) struct SearchResult {
 }
 
 /// Serialises rows `[start, end)` as an upsert body with ids = row numbers.
-pub(crate) fn upsert_body(base: &Matrix<f32>, start: usize, end: usize) -> Vec<u8> {
+pub(crate) fn upsert_body(base: &Matrix<f32>, start: usize, end: usize, encoding: VectorEncoding) -> Vec<u8> {
     #[derive(Serialize)]
     struct Row<'a> {
         id: u64,
-        vector: &'a [f32],
+        vector: WireVector<'a>,
     }
     #[derive(Serialize)]
     struct Body<'a> {
         rows: Vec<Row<'a>>,
     }
-    let rows = (start..end).map(|i| Row { id: i as u64, vector: base.row(i) }).collect();
+    let rows = (start..end).map(|i| Row { id: i as u64, vector: WireVector::new(base.row(i), encoding) }).collect();
     serde_json::to_vec(&Body { rows }).expect("vectors serialise")
 }
 
@@ -78,6 +78,7 @@ pub(crate) async fn ingest(
     data: Arc<Dataset>,
     batch: usize,
     clients: usize,
+    encoding: VectorEncoding,
 ) -> Result<IngestResult> {
     let n = data.base.rows;
     let batches = n.div_ceil(batch);
@@ -99,7 +100,7 @@ pub(crate) async fn ingest(
                     return Ok::<_, anyhow::Error>(latencies);
                 }
                 let (start, end) = (b * batch, ((b + 1) * batch).min(n));
-                let body = upsert_body(&data.base, start, end);
+                let body = upsert_body(&data.base, start, end, encoding);
                 let mut backoff = Duration::from_millis(20);
                 loop {
                     match api.upsert(&name, body.clone()).await {

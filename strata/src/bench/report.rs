@@ -70,6 +70,8 @@ pub(crate) struct Config {
     pub(crate) query_threads: Vec<usize>,
     pub(crate) consistency: &'static str,
     pub(crate) skip_ingest: bool,
+    /// `"json"` or `"base64"`: how requests carried vectors.
+    pub(crate) vector_encoding: &'static str,
 }
 
 /// Everything measured; written as JSON by `--json-out`.
@@ -139,7 +141,7 @@ impl Report {
         let _ = writeln!(
             o,
             "Machine: {} CPUs ({}), {} RAM, {}. HNSW M={}, ef_construction={}; Strata: {} shard(s), \
-             batch {}, {} ingest clients, {} reads; ground truth: {}.\n",
+             batch {}, {} ingest clients, {} vectors, {} reads; ground truth: {}.\n",
             m.nproc,
             m.cpu_model,
             gib(m.total_ram_bytes as f64),
@@ -149,6 +151,7 @@ impl Report {
             c.shards,
             c.batch,
             c.clients,
+            c.vector_encoding,
             c.consistency,
             d.ground_truth
         );

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::client::VectorEncoding;
 use super::data::{self, Matrix, Metric, parse_npy_header, write_npy};
 use super::phases::{SearchResult, upsert_body};
 use super::report::{Config, DatasetInfo, Machine, Report};
@@ -226,8 +227,11 @@ fn brute_force_ground_truth_per_metric() {
 #[test]
 fn upsert_body_uses_row_numbers_as_ids() {
     let base = Matrix::new(3, 2, vec![0.5, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&upsert_body(&base, 1, 3)).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&upsert_body(&base, 1, 3, VectorEncoding::Json)).unwrap();
     assert_eq!(body, json!({"rows": [{"id": 1, "vector": [2.0, 3.0]}, {"id": 2, "vector": [4.0, 5.0]}]}));
+    // base64 of the little-endian bytes of [2.0, 3.0] and [4.0, 5.0].
+    let body: serde_json::Value = serde_json::from_slice(&upsert_body(&base, 1, 3, VectorEncoding::Base64)).unwrap();
+    assert_eq!(body, json!({"rows": [{"id": 1, "vector": "AAAAQAAAQEA="}, {"id": 2, "vector": "AACAQAAAoEA="}]}));
 }
 
 #[test]
@@ -273,6 +277,7 @@ fn markdown_report_compares_with_reference() {
             query_threads: vec![1, 4],
             consistency: "strong",
             skip_ingest: true,
+            vector_encoding: "json",
         },
         ingest: None,
         indexing: None,
