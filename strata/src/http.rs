@@ -70,7 +70,7 @@ pub fn router(
         }),
     );
     if let Some(query) = query {
-        router = router.merge(strata_query::http::router(query));
+        router = router.merge(strata_query::http::router(query)).merge(crate::ui::router());
     }
     let roles: Vec<&str> = mode.roles().iter().map(|r| r.as_str()).collect();
     let roles = roles.join(", ");
