@@ -107,23 +107,12 @@ pub(crate) async fn flush(
         None => None,
         Some(built) => {
             let segment_id = paths::segment_id(max_seq, rand::random());
-            segstore::upload(deps.store.as_ref(), &deps.cache, shard, &segment_id, &built).await?;
+            let rows = seg_ids.len();
+            let meta = store_segment(deps, shard, &segment_id, &built, seg_ids, (min_seq, max_seq), ids).await?;
             tracing::info!(
-                shard = %shard.root(), segment = %segment_id, rows = seg_ids.len(), graph = built.graph.is_some(),
+                shard = %shard.root(), segment = %segment_id, rows, graph = built.graph.is_some(),
                 seconds = started.elapsed().as_secs_f64(), "built segment"
             );
-            let meta = SegmentMeta {
-                id: segment_id.clone(),
-                rows: seg_ids.len() as u32,
-                bytes: built.bytes(),
-                min_seq,
-                max_seq,
-                has_graph: built.graph.is_some(),
-                tombstone: None,
-                level: 0,
-            };
-            let lookup = strata_shared::segment::IdLookup::new(&seg_ids);
-            ids.segments.insert(segment_id, Arc::new(SegmentIds { ids: seg_ids, lookup }));
             Some(meta)
         }
     };
@@ -157,10 +146,37 @@ pub(crate) async fn flush(
     }
 }
 
+/// Uploads a built segment, registers its ids in `ids` and returns its manifest entry
+/// (shared by flush and bulk import).
+pub(crate) async fn store_segment(
+    deps: &Deps,
+    shard: &ShardPaths,
+    segment_id: &str,
+    built: &segstore::BuiltSegment,
+    seg_ids: Vec<RowId>,
+    (min_seq, max_seq): (u64, u64),
+    ids: &mut IdCache,
+) -> Result<SegmentMeta> {
+    segstore::upload(deps.store.as_ref(), &deps.cache, shard, segment_id, built).await?;
+    let meta = SegmentMeta {
+        id: segment_id.to_owned(),
+        rows: seg_ids.len() as u32,
+        bytes: built.bytes(),
+        min_seq,
+        max_seq,
+        has_graph: built.graph.is_some(),
+        tombstone: None,
+        level: 0,
+    };
+    let lookup = strata_shared::segment::IdLookup::new(&seg_ids);
+    ids.segments.insert(segment_id.to_owned(), Arc::new(SegmentIds { ids: seg_ids, lookup }));
+    Ok(meta)
+}
+
 /// Builds and commits the manifest after `base`: tombstones for every older copy of a
 /// touched id, plus the new segment.
 #[allow(clippy::too_many_arguments)]
-async fn commit_onto(
+pub(crate) async fn commit_onto(
     deps: &Deps,
     shard: &ShardPaths,
     base: &Manifest,

@@ -9,7 +9,7 @@
 //! missing from the data set is computed exactly by brute force.
 
 mod client;
-mod data;
+pub(crate) mod data;
 mod phases;
 mod reference;
 mod report;
