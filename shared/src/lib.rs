@@ -4,7 +4,8 @@
 //! ([`paths`]), encoded ([`wal`], [`segment`], [`manifest`], [`tombstones`]) and read back
 //! through the two-tier [`cache`]; the vector index ([`index`]); the catalog of collections
 //! ([`catalog`]); the coordination traits ([`coord`]); the injected dependencies of a role
-//! ([`deps`]); and the HTTP error edge ([`http`]).
+//! ([`deps`]); the HTTP error edge ([`http`]); and the process's Prometheus [`metrics`],
+//! with the object-store decorator that feeds them ([`instrumented_store`]).
 //!
 //! Invariants every module keeps:
 //! - every object is immutable once written, and every commit (WAL entry, manifest
@@ -19,7 +20,9 @@ pub mod coord;
 pub mod deps;
 pub mod error;
 pub mod http;
+pub mod instrumented_store;
 pub mod manifest;
+pub mod metrics;
 pub mod paths;
 pub mod resolver;
 pub mod rpc;
