@@ -39,6 +39,9 @@ if [ -z "${STRATA_WEED_BIN:-}" ]; then
   STRATA_WEED_BIN="$WEED_VENV/bin/weed"
 fi
 
+# Headless Chromium for the admin page test (Debian packages chromium, chromium-driver).
+./scripts/install_test_browser.sh
+
 export STRATA_ETCD_BIN STRATA_WEED_BIN
 export STRATA_REQUIRE_SERVERS=1
 echo "== etcd: $STRATA_ETCD_BIN; weed: $STRATA_WEED_BIN" >&2

@@ -138,6 +138,7 @@ impl Compactor {
             }
         }
         report.seconds = started.elapsed().as_secs_f64();
+        self.count_gc(&report.gc);
         let eventful = !report.compactions.is_empty() || report.gc.objects_deleted > 0 || !report.errors.is_empty();
         // A quiet pass every few seconds is not news.
         if eventful {
@@ -203,7 +204,16 @@ impl Compactor {
         let paths = ShardPaths::new(def.id.clone(), shard);
         let result = gc::gc_shard(&self.inner.deps, &paths, self.inner.config.gc_grace_ms).await;
         self.release(&lease).await;
+        if let Ok(gc) = &result {
+            self.count_gc(gc);
+        }
         result
+    }
+
+    fn count_gc(&self, gc: &GcReport) {
+        let metrics = &self.inner.deps.metrics;
+        metrics.gc_deleted_objects.inc_by(gc.objects_deleted);
+        metrics.gc_deleted_bytes.inc_by(gc.bytes_deleted);
     }
 
     async fn compact_leased(
@@ -221,6 +231,8 @@ impl Compactor {
             work.hints.insert(paths, h);
         }
         if let Ok(Some(report)) = &result {
+            deps.metrics.compactions.inc();
+            deps.metrics.compaction_seconds.observe(report.seconds);
             // Wake query nodes so they pick the merged segment up promptly. The WAL head is
             // the writer's to move: republish the one already known.
             let published = async {

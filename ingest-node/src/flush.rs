@@ -203,26 +203,41 @@ impl Staged {
     ) -> Result<Staged> {
         let started_ms = deps.clock.now_ms();
         let segment_id = paths::segment_id(max_seq, rand::random());
-        segstore::upload(deps.store.as_ref(), &deps.cache, shard, &segment_id, &built).await?;
-        let meta = SegmentMeta {
-            id: segment_id.clone(),
-            rows: seg_ids.ids.len() as u32,
-            bytes: built.bytes(),
-            min_seq,
-            max_seq,
-            has_graph: built.graph.is_some(),
-            tombstone: None,
-            level: 0,
-        };
-        ids.segments.insert(segment_id, seg_ids.clone());
+        let meta = store_segment(deps, shard, &segment_id, &built, seg_ids.clone(), (min_seq, max_seq), ids).await?;
         Ok(Staged { built, ids: seg_ids, meta, started_ms, attempt })
     }
+}
+
+/// Uploads a built segment, registers its ids in `ids` and returns its manifest entry
+/// (shared by flush and bulk import).
+pub(crate) async fn store_segment(
+    deps: &Deps,
+    shard: &ShardPaths,
+    segment_id: &str,
+    built: &segstore::BuiltSegment,
+    seg_ids: Arc<SegmentIds>,
+    (min_seq, max_seq): (u64, u64),
+    ids: &mut IdCache,
+) -> Result<SegmentMeta> {
+    segstore::upload(deps.store.as_ref(), &deps.cache, shard, segment_id, built).await?;
+    let meta = SegmentMeta {
+        id: segment_id.to_owned(),
+        rows: seg_ids.ids.len() as u32,
+        bytes: built.bytes(),
+        min_seq,
+        max_seq,
+        has_graph: built.graph.is_some(),
+        tombstone: None,
+        level: 0,
+    };
+    ids.segments.insert(segment_id.to_owned(), seg_ids);
+    Ok(meta)
 }
 
 /// Builds and commits the manifest after `base`: tombstones for every older copy of a
 /// touched id, plus the new segment.
 #[allow(clippy::too_many_arguments)]
-async fn commit_onto(
+pub(crate) async fn commit_onto(
     deps: &Deps,
     shard: &ShardPaths,
     base: &Manifest,
@@ -313,6 +328,7 @@ mod tests {
             cache: Arc::new(cache),
             rpc: strata_shared::rpc::RpcClients::new(Default::default()),
             node_id: "flush-test".into(),
+            metrics: Default::default(),
         };
         let new = NewCollection {
             name: "c".into(),

@@ -76,7 +76,7 @@ pub struct DropResponse {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_collection, drop_collection, upsert, delete_rows, flush),
+    paths(create_collection, drop_collection, upsert, delete_rows, flush, crate::bulk::bulk_import),
     components(schemas(
         CreateCollectionRequest,
         UpsertRequest,
@@ -85,6 +85,9 @@ pub struct DropResponse {
         DeleteResponse,
         FlushResponse,
         DropResponse,
+        crate::bulk::BulkRequest,
+        crate::bulk::BulkRow,
+        crate::bulk::BulkResponse,
         CollectionInfo,
         ErrorBody,
         Row,
@@ -104,6 +107,7 @@ pub fn router(node: IngestNode) -> Router {
         .route("/v1/collections/{name}/upsert", post(upsert))
         .route("/v1/collections/{name}/delete", post(delete_rows))
         .route("/v1/collections/{name}/flush", post(flush))
+        .route("/v1/collections/{name}/bulk", post(crate::bulk::bulk_import))
         .with_state(node)
 }
 

@@ -9,6 +9,7 @@
 //! Entry point: [`start`] with an [`IngestConfig`], injected [`Deps`](strata_shared::deps::Deps)
 //! and a shutdown signal; [`http::router`] exposes the REST API.
 
+pub mod bulk;
 mod config;
 mod flush;
 pub mod http;

@@ -193,6 +193,17 @@ impl IngestNode {
         map.iter().map(|((id, _), w)| (id.clone(), w.snapshot())).collect()
     }
 
+    /// Copies the backlog of every shard this node writes into the metrics gauges (called
+    /// at scrape time).
+    pub async fn export_metrics(&self) {
+        let map = self.inner.writers.lock().await;
+        let shards = map.values().map(|w| {
+            let s = w.snapshot();
+            (w.collection().to_owned(), s.shard, s.backlog_rows, s.backlog_bytes)
+        });
+        self.inner.deps.metrics.export_ingest_backlog(shards);
+    }
+
     /// The incarnation a forwarded request names, checked against the name's current one.
     async fn forwarded_def(&self, collection: &str, collection_id: &str) -> Result<Arc<CollectionDef>> {
         let def = self.inner.resolver.resolve(&self.inner.deps, collection).await?;

@@ -59,10 +59,12 @@ impl IngestNode {
             }
         }
         let mut writers = self.inner.writers.lock().await;
+        let handoffs = self.inner.deps.metrics.coord_handoffs.with_label_values(&["writer"]);
         writers.retain(|slot, w| {
             let keep = owned.contains(slot) && !w.is_stopped();
             if !keep {
                 tracing::info!(collection_id = %slot.0, shard = slot.1, "handing over the shard's writer");
+                handoffs.inc();
             }
             keep
         });

@@ -151,6 +151,11 @@ impl ShardWriter {
         self.tx.send(cmd).await.map_err(|_| stopped_error())
     }
 
+    /// The name of the collection this writer writes.
+    pub fn collection(&self) -> &str {
+        &self.collection
+    }
+
     pub fn is_stopped(&self) -> bool {
         self.stats.stopped.load(Ordering::Relaxed)
     }
@@ -293,8 +298,10 @@ impl Actor {
             created_ms: self.deps.clock.now_ms(),
             ops,
         };
+        let started = std::time::Instant::now();
         match wal::put_entry(self.deps.store.as_ref(), &self.paths, &entry).await {
             Ok(()) => {
+                self.deps.metrics.observe_wal_commit(entry.ops.len(), entry_bytes(&entry), started.elapsed());
                 self.accept(entry);
                 let seq = self.next_seq - 1;
                 // Strong reads trust the published head (decision 0004): a write whose head
@@ -372,6 +379,8 @@ impl Actor {
         let (deps, def, paths, config) = (self.deps.clone(), self.def.clone(), self.paths.clone(), self.config.clone());
         let (epoch, hint, done_tx) = (self.lease.epoch, self.manifest.version, done_tx.clone());
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let ops: usize = entries.iter().map(|e| e.ops.len()).sum();
             let target = flush::FlushTarget {
                 deps: &deps,
                 def: &def,
@@ -381,6 +390,10 @@ impl Actor {
                 commit_max_age_ms: config.flush_commit_max_age_ms,
             };
             let result = flush::flush(target, entries, &mut ids, hint).await;
+            if result.is_ok() {
+                deps.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+                deps.metrics.flush_rows.inc_by(ops as u64);
+            }
             let _ = done_tx.send((result, ids)).await;
         });
     }

@@ -32,6 +32,41 @@ pub struct GetResponse {
     pub rows: Vec<ResultRow>,
 }
 
+/// Body of `POST /v1/collections/{name}/scan`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    pub shard: u32,
+    /// Continue after this id (the previous page's `next_after`); absent for the first page.
+    #[serde(default)]
+    pub after: Option<RowId>,
+    /// Rows per page, 1..=10,000. Default 1,000.
+    #[serde(default = "default_scan_limit")]
+    pub limit: u32,
+}
+
+fn default_scan_limit() -> u32 {
+    1000
+}
+
+/// One scanned row: always with its vector; attributes when it has any.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScanRow {
+    pub id: RowId,
+    pub vector: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<strata_shared::types::Attributes>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScanResponse {
+    /// Live rows of the shard ordered by id (integers before strings).
+    pub rows: Vec<ScanRow>,
+    /// Pass as `after` for the next page; null when the shard has no more rows.
+    pub next_after: Option<RowId>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListResponse {
     pub collections: Vec<CollectionInfo>,
@@ -39,10 +74,13 @@ pub struct ListResponse {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_collections, describe_collection, search, get_rows),
+    paths(list_collections, describe_collection, search, get_rows, scan),
     components(schemas(
         GetRequest,
         GetResponse,
+        ScanRequest,
+        ScanRow,
+        ScanResponse,
         ListResponse,
         SearchRequest,
         VectorInput,
@@ -64,6 +102,7 @@ pub fn router(node: QueryNode) -> Router {
         .route("/v1/collections/{name}", get(describe_collection))
         .route("/v1/collections/{name}/search", post(search))
         .route("/v1/collections/{name}/get", post(get_rows))
+        .route("/v1/collections/{name}/scan", post(scan))
         .with_state(node)
 }
 
@@ -104,4 +143,23 @@ async fn get_rows(
 ) -> ApiResult<Json<GetResponse>> {
     let rows = node.get(&name, &req.ids, req.include_vector, req.include_attributes).await?;
     Ok(Json(GetResponse { rows }))
+}
+
+/// Page through the live rows of one shard in id order (strongly consistent per page);
+/// used by `strata export`. Rows deleted or replaced between pages are seen as of each
+/// page's read.
+#[utoipa::path(post, path = "/v1/collections/{name}/scan", params(("name" = String, Path)), request_body = ScanRequest,
+    responses((status = 200, body = ScanResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn scan(
+    State(node): State<QueryNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ScanRequest>,
+) -> ApiResult<Json<ScanResponse>> {
+    let page = node.scan(&name, req.shard, req.after, req.limit).await?;
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|r| ScanRow { id: r.id, vector: r.vector.unwrap_or_default(), attributes: r.attributes })
+        .collect();
+    Ok(Json(ScanResponse { rows, next_after: page.next_after }))
 }

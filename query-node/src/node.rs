@@ -16,7 +16,7 @@ use strata_shared::coord::{ServeState, shard_key};
 use strata_shared::deps::Deps;
 use strata_shared::error::{Error, Result};
 use strata_shared::resolver::Resolver;
-use strata_shared::rpc::{ShardReads, ShardRow, ShardSearch, ShardStats};
+use strata_shared::rpc::{MAX_SCAN_ROWS, ShardReads, ShardRow, ShardScan, ShardSearch, ShardStats};
 use strata_shared::segment::store::prepare_query;
 use strata_shared::types::{CollectionDef, RowId};
 use tokio::sync::watch;
@@ -184,6 +184,28 @@ impl QueryNode {
         Ok(rows)
     }
 
+    async fn scan_local(&self, collection_id: &str, shard: u32, after: Option<RowId>, limit: u32) -> Result<ShardScan> {
+        if !(1..=MAX_SCAN_ROWS).contains(&limit) {
+            return Err(Error::invalid(format!("limit must be in 1..={MAX_SCAN_ROWS}, got {limit}")));
+        }
+        if let Some(a) = &after {
+            a.validate()?;
+        }
+        // Strong: refreshed after the call started, like `get`.
+        let local = self.local_shard(collection_id, shard, Instant::now(), None).await?;
+        let state = local.reader.read();
+        let (page, more) = ShardReader::scan(&state, after.as_ref(), limit as usize);
+        let next_after = if more { page.last().map(|(id, _)| id.clone()) } else { None };
+        let rows = page
+            .into_iter()
+            .map(|(_, loc)| {
+                let row = ShardReader::row(&state, loc, true, true);
+                ShardRow { id: row.id, distance: None, vector: Some(row.vector), attributes: row.attributes }
+            })
+            .collect();
+        Ok(ShardScan { rows, next_after })
+    }
+
     async fn describe_local(&self, collection_id: &str, shard: u32) -> Result<ShardStats> {
         let local = self.local_shard(collection_id, shard, Instant::now(), None).await?;
         let head = self.inner.deps.coord.head(&shard_key(collection_id, shard)).await?.unwrap_or_default();
@@ -223,5 +245,16 @@ impl ShardReads for QueryNode {
     fn describe_shard(&self, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<ShardStats>> {
         let collection_id = collection_id.to_owned();
         Box::pin(async move { self.describe_local(&collection_id, shard).await })
+    }
+
+    fn scan_shard(
+        &self,
+        collection_id: &str,
+        shard: u32,
+        after: Option<RowId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<ShardScan>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.scan_local(&collection_id, shard, after, limit).await })
     }
 }

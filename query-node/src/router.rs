@@ -17,7 +17,7 @@ use strata_shared::api::CollectionInfo;
 use strata_shared::catalog;
 use strata_shared::coord::{Role, ServeState, shard_key};
 use strata_shared::error::{Error, ErrorKind, Result};
-use strata_shared::rpc::{ShardReads, ShardRow, ShardSearch};
+use strata_shared::rpc::{ShardReads, ShardRow, ShardScan, ShardSearch};
 use strata_shared::segment::store::score_of;
 use strata_shared::types::{CollectionDef, RowId};
 
@@ -189,6 +189,20 @@ impl QueryNode {
             .filter_map(|id| found.get(id).cloned())
             .map(|r| ResultRow { id: r.id, score: None, vector: r.vector, attributes: r.attributes })
             .collect())
+    }
+
+    /// One page of a shard's live rows in id order, from one replica (see `scan_shard`).
+    pub async fn scan(&self, name: &str, shard: u32, after: Option<RowId>, limit: u32) -> Result<ShardScan> {
+        let def = self.inner.resolver.resolve(&self.inner.deps, name).await?;
+        if shard >= def.shards {
+            return Err(Error::invalid(format!("collection {name:?} has no shard {shard} (it has {})", def.shards)));
+        }
+        let def = &def;
+        self.on_replicas(def, shard, move |t| {
+            let after = after.clone();
+            async move { t.scan_shard(&def.id, shard, after, limit).await }
+        })
+        .await
     }
 
     pub async fn list(&self) -> Result<Vec<CollectionInfo>> {

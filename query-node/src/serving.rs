@@ -23,6 +23,7 @@ use strata_shared::types::CollectionDef;
 use tokio::sync::watch;
 
 use crate::node::{QueryNode, lock};
+use crate::shard::ShardReader;
 
 const TICK: Duration = Duration::from_millis(500);
 /// Shards loaded at once.
@@ -69,6 +70,21 @@ impl QueryNode {
         (assigned.values().filter(|s| **s == ServeState::Serving).count(), assigned.len())
     }
 
+    /// Copies rows and segments of every shard held here, and the load progress, into the
+    /// metrics gauges (called at scrape time).
+    pub fn export_metrics(&self) {
+        let shards: Vec<(String, u32, u64, u64)> = lock(&self.inner.shards)
+            .iter()
+            .map(|((_, shard), local)| {
+                let state = local.reader.read();
+                let rows = ShardReader::live_rows(&state);
+                (local.reader.def().name.clone(), *shard, rows, state.manifest.segments.len() as u64)
+            })
+            .collect();
+        let (serving, assigned) = self.load_progress();
+        self.inner.deps.metrics.export_query_shards(shards, serving, assigned);
+    }
+
     /// Works out which shards this node should serve: marks newly assigned ones
     /// `loading` (returned, for [`QueryNode::load_all`]) and gives up the ones it should no
     /// longer serve once their new owners serve them (make before break).
@@ -108,6 +124,7 @@ impl QueryNode {
             if handed_over {
                 tracing::info!(collection_id = %id, shard, "no longer serving the shard");
                 deps.coord.clear_serving(&id, shard, &me).await?;
+                deps.metrics.coord_handoffs.with_label_values(&["serve"]).inc();
                 lock(&self.inner.assigned).remove(&(id.clone(), shard));
                 lock(&self.inner.shards).remove(&(id, shard));
             }
@@ -144,6 +161,7 @@ impl QueryNode {
         self.local_shard(collection_id, shard, started, None).await?;
         deps.coord.set_serving(record(ServeState::Serving)).await?;
         lock(&self.inner.assigned).insert(slot, ServeState::Serving);
+        deps.metrics.query_shard_load_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(collection_id, shard, took_ms = started.elapsed().as_millis() as u64, "serving the shard");
         Ok(())
     }

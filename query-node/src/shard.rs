@@ -241,6 +241,34 @@ impl ShardReader {
         None
     }
 
+    /// Up to `limit` live rows with ids after `after`, ordered by id, and whether more
+    /// follow. Built from one state (the caller's read guard), so a page is consistent.
+    pub fn scan(state: &ShardState, after: Option<&RowId>, limit: usize) -> (Vec<(RowId, Location)>, bool) {
+        let wanted = |id: &RowId| after.is_none_or(|a| id > a);
+        let mut live: Vec<(RowId, Location)> = Vec::new();
+        for (id, newest) in &state.tail.latest {
+            if let Newest::Upsert { flat } = newest
+                && wanted(id)
+            {
+                live.push((id.clone(), Location::Tail { flat: *flat }));
+            }
+        }
+        for (index, view) in state.segments.iter().enumerate() {
+            for (row, id) in view.segment.ids.ids.iter().enumerate() {
+                if wanted(id) && !view.tombstones.contains(row as u32) && !state.tail.masks(id) {
+                    live.push((id.clone(), Location::Segment { index, row: row as u32 }));
+                }
+            }
+        }
+        let more = live.len() > limit;
+        if more {
+            live.select_nth_unstable_by(limit, |a, b| a.0.cmp(&b.0));
+            live.truncate(limit);
+        }
+        live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        (live, more)
+    }
+
     /// Live rows: segment rows not tombstoned, adjusted for ids the tail decides.
     pub fn live_rows(state: &ShardState) -> u64 {
         let shadowed = state

@@ -23,6 +23,7 @@ async fn deps() -> Deps {
         cache: Arc::new(SegmentCache::open(&CacheConfig { disk_dir: None, ..Default::default() }).await.unwrap()),
         rpc: strata_shared::rpc::RpcClients::new(Default::default()),
         node_id: "test".into(),
+        metrics: Default::default(),
     }
 }
 

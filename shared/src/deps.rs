@@ -9,6 +9,7 @@ use object_store::ObjectStore;
 
 use crate::cache::SegmentCache;
 use crate::coord::Coordination;
+use crate::metrics::Metrics;
 use crate::rpc::RpcClients;
 
 /// Wall-clock time, injectable so tests can control age-based decisions.
@@ -37,4 +38,6 @@ pub struct Deps {
     pub rpc: Arc<RpcClients>,
     /// This node's name: lease holder, member id, serving-record owner.
     pub node_id: String,
+    /// This process's Prometheus metrics (exported at `GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }

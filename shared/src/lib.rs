@@ -4,8 +4,9 @@
 //! ([`paths`]), encoded ([`wal`], [`segment`], [`manifest`], [`tombstones`]) and read back
 //! through the two-tier [`cache`]; the vector index ([`index`]); the catalog of collections
 //! ([`catalog`]); the coordination traits ([`coord`]); the injected dependencies of a role
-//! ([`deps`]); the HTTP error edge ([`http`]) and the wire forms of request vectors
-//! ([`vector_encoding`]).
+//! ([`deps`]); the HTTP error edge ([`http`]); the wire forms of request vectors
+//! ([`vector_encoding`]); and the process's Prometheus [`metrics`], with the object-store
+//! decorator that feeds them ([`instrumented_store`]).
 //!
 //! Invariants every module keeps:
 //! - every object is immutable once written, and every commit (WAL entry, manifest
@@ -20,7 +21,9 @@ pub mod coord;
 pub mod deps;
 pub mod error;
 pub mod http;
+pub mod instrumented_store;
 pub mod manifest;
+pub mod metrics;
 pub mod paths;
 pub mod resolver;
 pub mod rpc;

@@ -1,17 +1,24 @@
 //! The REST surface of a process: the routes of the roles it runs, the cluster admin API,
-//! health, readiness and the OpenAPI document. A request for a role this process does not
-//! run gets a JSON 404 that says which roles it runs.
+//! health, readiness, Prometheus metrics and the OpenAPI document. A request for a role
+//! this process does not run gets a JSON 404 that says which roles it runs.
+//!
+//! Every request, the fallback included, goes through [`track`], which counts and times it
+//! by route template (`MatchedPath`, or `unmatched`), method and status.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::http::{StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use strata_shared::coord::Role;
 use strata_shared::deps::Deps;
 use strata_shared::http::ApiError;
+use strata_shared::metrics::Metrics;
 use strata_shared::rpc::server::RpcCounters;
 use utoipa::{OpenApi, ToSchema};
 
@@ -36,7 +43,7 @@ pub struct NodeInfo {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(node_info), components(schemas(NodeInfo)))]
+#[openapi(paths(node_info, metrics), components(schemas(NodeInfo)))]
 struct NodeApi;
 
 pub fn router(
@@ -47,10 +54,12 @@ pub fn router(
     counters: Arc<RpcCounters>,
 ) -> Router {
     let info_state = (mode, deps.clone(), counters);
+    let scrape_state = ScrapeState { deps: deps.clone(), ingest: ingest.clone(), query: query.clone() };
     let mut router = Router::new()
         .merge(crate::admin::router(deps.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics).with_state(scrape_state))
         .route("/v1/node", get(node_info).with_state(info_state));
     if let Some(ingest) = ingest {
         router = router.merge(strata_ingest::http::router(ingest));
@@ -70,20 +79,66 @@ pub fn router(
         }),
     );
     if let Some(query) = query {
-        router = router.merge(strata_query::http::router(query));
+        router = router.merge(strata_query::http::router(query)).merge(crate::ui::router());
     }
     let roles: Vec<&str> = mode.roles().iter().map(|r| r.as_str()).collect();
     let roles = roles.join(", ");
-    router.fallback(move |uri: Uri| async move {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!(
-                "no route {} on this node (it runs: {roles}); writes go to ingest nodes, reads to query nodes",
-                uri.path()
-            ),
-        )
-    })
+    router
+        .fallback(move |uri: Uri| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!(
+                    "no route {} on this node (it runs: {roles}); writes go to ingest nodes, reads to query nodes",
+                    uri.path()
+                ),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(deps.metrics.clone(), track))
+}
+
+/// Counts and times one request by route template, method and status. Labels stay
+/// bounded: the template, never the raw path; unknown methods are `other`.
+async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics.observe_http(&route, method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// What a scrape refreshes: the process's metrics and the roles whose state it copies in.
+#[derive(Clone)]
+struct ScrapeState {
+    deps: Deps,
+    ingest: Option<strata_ingest::IngestNode>,
+    query: Option<strata_query::QueryNode>,
+}
+
+/// Prometheus metrics of this process, in the text exposition format (see docs/metrics.md).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+async fn metrics(State(state): State<ScrapeState>) -> impl IntoResponse {
+    let metrics = &state.deps.metrics;
+    let _scrape = metrics.scrape_lock().await;
+    if let Some(ingest) = &state.ingest {
+        ingest.export_metrics().await;
+    }
+    if let Some(query) = &state.query {
+        query.export_metrics();
+    }
+    metrics.export_cache(&state.deps.cache.stats());
+    metrics.export_leases(&state.deps.coord.view().borrow(), &state.deps.node_id);
+    ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], metrics.render())
 }
 
 /// The OpenAPI document of every endpoint of every role.

@@ -8,3 +8,5 @@ pub mod config;
 pub mod http;
 pub mod node;
 pub mod standalone;
+pub mod tools;
+pub mod ui;

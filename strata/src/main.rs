@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use strata::config::Config;
 use strata::node::{self, Mode, Node};
-use strata::{bench, http, standalone};
+use strata::{bench, http, standalone, tools};
 use strata_shared::coord::Role;
 
 #[derive(Parser)]
@@ -30,6 +30,15 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Import a Parquet, .npy or .fvecs file into a collection (resumable; --bulk writes segments).
+    Import(tools::ImportArgs),
+    /// Export a collection to a Parquet file (ids, vectors, attributes as JSON).
+    Export(tools::ExportArgs),
+    /// Search a collection and print (id, score) as a table.
+    Search(tools::SearchArgs),
+    /// Cluster administration views.
+    #[command(subcommand)]
+    Cluster(tools::ClusterCommand),
 }
 
 /// Settings every process takes; flags override `STRATA__*` variables, which override the
@@ -100,6 +109,22 @@ async fn main() -> anyhow::Result<()> {
         Command::QueryNode(args) => run_role(Role::Query, args).await,
         Command::Compactor(args) => run_role(Role::Compactor, args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Import(args) => {
+            tools::import::run(&args, None).await?;
+            Ok(())
+        }
+        Command::Export(args) => {
+            tools::export::run(&args).await?;
+            Ok(())
+        }
+        Command::Search(args) => {
+            print!("{}", tools::status::search(&args.url, &args.collection, &args.vector, args.top_k).await?);
+            Ok(())
+        }
+        Command::Cluster(tools::ClusterCommand::Status { url }) => {
+            print!("{}", tools::status::cluster_status(&url).await?);
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&http::openapi_document())?);
             Ok(())

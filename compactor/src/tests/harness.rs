@@ -89,6 +89,7 @@ impl Harness {
             cache: Arc::new(cache),
             rpc: strata_shared::rpc::RpcClients::new(Default::default()),
             node_id: "compactor-test".into(),
+            metrics: Default::default(),
         };
         Harness { deps, clock, dir, shutdown: watch::channel(false).0 }
     }

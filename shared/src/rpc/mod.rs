@@ -57,6 +57,17 @@ pub struct ShardStats {
     pub wal_backlog_ops: u64,
 }
 
+/// A page of a shard scan: live rows ordered by id, and the id to continue after (`None`
+/// when the shard has no more rows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardScan {
+    pub rows: Vec<ShardRow>,
+    pub next_after: Option<RowId>,
+}
+
+/// Largest page of a shard scan.
+pub const MAX_SCAN_ROWS: u32 = 10_000;
+
 /// Reads of one shard, served by a query node.
 pub trait ShardReads: Send + Sync + 'static {
     fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<ShardRow>>>;
@@ -69,6 +80,15 @@ pub trait ShardReads: Send + Sync + 'static {
         include_attributes: bool,
     ) -> BoxFuture<'_, Result<Vec<ShardRow>>>;
     fn describe_shard(&self, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<ShardStats>>;
+    /// Up to `limit` live rows (with vectors and attributes) with ids after `after`, in id
+    /// order (`RowId`'s order: integers before strings), from a strongly consistent state.
+    fn scan_shard(
+        &self,
+        collection_id: &str,
+        shard: u32,
+        after: Option<RowId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<ShardScan>>;
 }
 
 /// Appends to one shard's WAL, served by the ingest node that writes it. Resolves with the
@@ -238,6 +258,37 @@ impl ShardReads for Remote {
                 })
                 .await?,
             ))
+        })
+    }
+
+    fn scan_shard(
+        &self,
+        collection_id: &str,
+        shard: u32,
+        after: Option<RowId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<ShardScan>> {
+        self.scan_call(crate::pb::ScanShardRequest {
+            shard: convert::shard_ref(collection_id, shard),
+            after: after.map(convert::id_to_pb),
+            limit,
+        })
+    }
+}
+
+impl Remote {
+    fn scan_call(&self, msg: crate::pb::ScanShardRequest) -> BoxFuture<'_, Result<ShardScan>> {
+        Box::pin(async move {
+            let reply = self
+                .call(|mut c| {
+                    let msg = msg.clone();
+                    async move { c.scan_shard(msg).await }
+                })
+                .await?;
+            Ok(ShardScan {
+                rows: convert::rows_from_pb(reply.rows)?,
+                next_after: reply.next_after.map(|id| convert::id_from_pb(Some(id))).transpose()?,
+            })
         })
     }
 }

@@ -122,6 +122,27 @@ impl Node for NodeService {
         Ok(Response::new(reply))
     }
 
+    async fn scan_shard(
+        &self,
+        request: Request<pb::ScanShardRequest>,
+    ) -> Result<Response<pb::ScanShardResponse>, Status> {
+        let msg = request.into_inner();
+        let in_len = msg.encoded_len();
+        let shard = shard_of(msg.shard)?;
+        let after = msg.after.map(|id| convert::id_from_pb(Some(id))).transpose().map_err(|e| status_of(&e))?;
+        let scan = self
+            .reads()?
+            .scan_shard(&shard.collection_id, shard.shard, after, msg.limit)
+            .await
+            .map_err(|e| status_of(&e))?;
+        let reply = pb::ScanShardResponse {
+            rows: scan.rows.into_iter().map(convert::row_to_pb).collect(),
+            next_after: scan.next_after.map(convert::id_to_pb),
+        };
+        self.counters.count(in_len, &reply);
+        Ok(Response::new(reply))
+    }
+
     async fn write(&self, request: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
         let msg = request.into_inner();
         let in_len = msg.encoded_len();

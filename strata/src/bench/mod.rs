@@ -12,7 +12,7 @@
 //! missing from the data set is computed exactly by brute force.
 
 mod client;
-mod data;
+pub(crate) mod data;
 mod index_only;
 mod phases;
 mod reference;

@@ -1,0 +1,184 @@
+//! Bulk import: rows of one shard written straight into a new segment, bypassing the WAL,
+//! and committed through the manifest like a flush (`POST /v1/collections/{name}/bulk`).
+//!
+//! Semantics. A bulk commit is ordered at its manifest commit: its rows are newer than
+//! every row already in segments at that moment (older copies of the same ids are
+//! tombstoned, with rebase on a lost race exactly as a flush does) and older than every
+//! WAL write not yet flushed at that moment — the unflushed tail masks a bulk row of the
+//! same id, and the flush that later moves that write into a segment tombstones the bulk
+//! copy. `flushed_seq` is left unchanged. The bulk segment's `min_seq`/`max_seq` are the
+//! base manifest's `flushed_seq`, so compaction orders it with the segments of its time.
+//!
+//! Only the shard's writer node accepts a bulk request: any other node answers 409 naming
+//! the owner's REST address (clients route by `/v1/cluster/shards` `writer_owner`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use strata_shared::coord::{Head, shard_key};
+use strata_shared::error::{Error, ErrorKind, Result};
+use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
+use strata_shared::manifest::{self, Manifest};
+use strata_shared::paths::{self, ShardPaths};
+use strata_shared::segment::IdLookup;
+use strata_shared::segment::store::{self as segstore, SegmentIds};
+use strata_shared::types::{Attributes, Row, RowId};
+use utoipa::ToSchema;
+
+use crate::IngestNode;
+use crate::flush::{self, IdCache};
+
+/// Largest number of rows in one bulk request.
+pub const MAX_BULK_ROWS: usize = 1_000_000;
+
+/// One row of a bulk request; the vector is base64 of little-endian `f32` values.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRow {
+    pub id: RowId,
+    /// Base64 (standard alphabet, padded) of `dimension` little-endian `f32` values.
+    pub vector: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Attributes>,
+}
+
+/// Body of `POST /v1/collections/{name}/bulk`: rows of ONE shard (`RowId::shard`: FNV-1a
+/// stable hash of the id modulo the shard count).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub shard: u32,
+    /// 1 to 1,000,000 rows with unique ids, all of `shard`.
+    pub rows: Vec<BulkRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BulkResponse {
+    pub shard: u32,
+    /// Rows written into the new segment.
+    pub imported: usize,
+    pub segment: String,
+    pub manifest_version: u64,
+}
+
+/// Bulk-load rows of one shard into a new segment (bypasses the WAL). Served only by the
+/// shard's writer: other nodes answer 409 naming it.
+#[utoipa::path(post, path = "/v1/collections/{name}/bulk", params(("name" = String, Path)), request_body = BulkRequest,
+    responses((status = 200, body = BulkResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "this node does not write the shard; the message names the owner", body = ErrorBody)))]
+pub(crate) async fn bulk_import(
+    State(node): State<IngestNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<BulkRequest>,
+) -> ApiResult<Json<BulkResponse>> {
+    Ok(Json(node.bulk(&name, req).await?))
+}
+
+/// Decodes a base64 vector of little-endian `f32`s.
+pub fn decode_vector(text: &str) -> Result<Vec<f32>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| Error::invalid(format!("vector is not valid base64: {e}")))?;
+    if bytes.len() % 4 != 0 {
+        return Err(Error::invalid("vector bytes are not a whole number of f32 values"));
+    }
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+impl IngestNode {
+    /// Validates, builds one segment (off the runtime) and commits it; see the module docs.
+    pub async fn bulk(&self, name: &str, req: BulkRequest) -> Result<BulkResponse> {
+        let n = req.rows.len();
+        if n == 0 || n > MAX_BULK_ROWS {
+            return Err(Error::invalid(format!("rows must hold 1..={MAX_BULK_ROWS} entries, got {n}")));
+        }
+        let deps = &self.inner.deps;
+        let def = self.inner.resolver.resolve(deps, name).await?;
+        let shard = req.shard;
+        if shard >= def.shards {
+            return Err(Error::invalid(format!("collection {name:?} has no shard {shard}")));
+        }
+        if let Some(owner) = self.remote_owner(&shard_key(&def.id, shard)) {
+            return Err(Error::conflict(format!(
+                "shard {shard} of {name:?} is written by node {} at {}; send its bulk rows there",
+                owner.node_id, owner.http_url
+            )));
+        }
+        let mut rows = Vec::with_capacity(n);
+        for r in req.rows {
+            let vector = decode_vector(&r.vector).map_err(|e| e.context(format!("row {}", r.id)))?;
+            let row = Row { id: r.id, vector, attributes: r.attributes };
+            def.validate_row(&row)?;
+            if row.id.shard(def.shards) != shard {
+                return Err(Error::invalid(format!(
+                    "row {} belongs to shard {}, not {shard}",
+                    row.id,
+                    row.id.shard(def.shards)
+                )));
+            }
+            rows.push(row);
+        }
+        if let Some(dup) = flush::first_duplicate(rows.iter().map(|r| &r.id)) {
+            return Err(Error::invalid(format!("id {dup} appears more than once in the request")));
+        }
+        // Being the writer means holding its lease: start (or reuse) the local writer.
+        self.local_writer(&def, shard).await?;
+        let paths = ShardPaths::new(def.id.clone(), shard);
+        let base = manifest::load_latest(deps.store.as_ref(), &paths, None).await?;
+        let started = std::time::Instant::now();
+        let (def_build, graph_min_rows) = (def.clone(), self.inner.config.graph_min_rows);
+        let (built, rows) = tokio::task::spawn_blocking(move || -> Result<_> {
+            Ok((segstore::build(&def_build, &rows, graph_min_rows)?, rows))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("segment build panicked: {e}")))??;
+        let seg_ids: Vec<RowId> = rows.into_iter().map(|r| r.id).collect();
+        let segment_id = paths::segment_id(base.flushed_seq, rand::random());
+        let mut ids = IdCache::default();
+        let meta = flush::store_segment(
+            deps,
+            &paths,
+            &segment_id,
+            &built,
+            Arc::new(SegmentIds { lookup: IdLookup::new(&seg_ids), ids: seg_ids.clone() }),
+            (base.flushed_seq, base.flushed_seq),
+            &mut ids,
+        )
+        .await?;
+        tracing::info!(shard = %paths.root(), segment = %segment_id, rows = n, seconds = started.elapsed().as_secs_f64(), "built bulk segment");
+        let committed = commit(deps, &paths, meta, &seg_ids, &mut ids, base).await?;
+        deps.coord
+            .publish_head(&shard_key(&def.id, shard), Head { wal_seq: 0, manifest_version: committed.version })
+            .await?;
+        Ok(BulkResponse { shard, imported: n, segment: segment_id, manifest_version: committed.version })
+    }
+}
+
+/// Commits the bulk segment onto the newest manifest, keeping its `flushed_seq`; rebases
+/// (recomputing tombstones) when another committer wins a version first.
+async fn commit(
+    deps: &strata_shared::deps::Deps,
+    paths: &ShardPaths,
+    meta: strata_shared::manifest::SegmentMeta,
+    touched: &[RowId],
+    ids: &mut IdCache,
+    mut base: Manifest,
+) -> Result<Manifest> {
+    let mut transient = 0;
+    loop {
+        match flush::commit_onto(deps, paths, &base, Some(meta.clone()), touched, base.flushed_seq, 0, ids).await {
+            Ok(m) => return Ok(m),
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) if e.kind() == ErrorKind::Retryable && transient < 5 => {
+                transient += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100 << transient)).await;
+            }
+            Err(e) => return Err(e),
+        }
+        base = manifest::load_latest(deps.store.as_ref(), paths, Some(base.version)).await?;
+    }
+}
