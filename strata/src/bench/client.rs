@@ -55,6 +55,8 @@ struct SearchBody<'a> {
 pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
+    /// Where searches and describes go (`--query-url`; `base` when unset).
+    query_base: String,
 }
 
 /// Turns a non-success response into an error carrying the server's message.
@@ -74,13 +76,15 @@ async fn error_of(what: &str, resp: reqwest::Response) -> anyhow::Error {
 }
 
 impl Api {
-    pub(crate) fn new(url: &str) -> Result<Api> {
+    pub(crate) fn new(url: &str, query_url: Option<&str>) -> Result<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(256)
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Api { http, base: url.trim_end_matches('/').to_owned() })
+        let base = url.trim_end_matches('/').to_owned();
+        let query_base = query_url.map_or_else(|| base.clone(), |u| u.trim_end_matches('/').to_owned());
+        Ok(Api { http, base, query_base })
     }
 
     fn url(&self, path: &str) -> String {
@@ -115,7 +119,7 @@ impl Api {
     /// `GET /v1/collections/{name}`; `None` when it does not exist.
     pub(crate) async fn describe(&self, name: &str) -> Result<Option<Value>> {
         let path = format!("/v1/collections/{name}");
-        let resp = self.http.get(self.url(&path)).timeout(Duration::from_secs(60)).send().await;
+        let resp = self.http.get(format!("{}{path}", self.query_base)).timeout(Duration::from_secs(60)).send().await;
         let resp = resp.map_err(|e| self.send_error(&format!("GET {path}"), e))?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -211,7 +215,7 @@ impl Api {
         let what = format!("POST /v1/collections/{name}/search");
         let resp = self
             .http
-            .post(self.url(&format!("/v1/collections/{name}/search")))
+            .post(format!("{}/v1/collections/{name}/search", self.query_base))
             .timeout(Duration::from_secs(120))
             .json(&body)
             .send()
