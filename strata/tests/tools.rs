@@ -51,6 +51,7 @@ fn args(file: &Path, collection: &str, url: &str) -> ImportArgs {
         checkpoint: None,
         bulk: false,
         bulk_rows: 50_000,
+        flush: false,
         quiet: true,
     }
 }

@@ -93,6 +93,8 @@ pub(crate) struct Api {
     base: String,
     /// How search requests carry the query vector.
     encoding: VectorEncoding,
+    /// Where searches and describes go (`--query-url`; `base` when unset).
+    query_base: String,
 }
 
 /// Turns a non-success response into an error carrying the server's message.
@@ -112,13 +114,15 @@ async fn error_of(what: &str, resp: reqwest::Response) -> anyhow::Error {
 }
 
 impl Api {
-    pub(crate) fn new(url: &str, encoding: VectorEncoding) -> Result<Api> {
+    pub(crate) fn new(url: &str, query_url: Option<&str>, encoding: VectorEncoding) -> Result<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(256)
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Api { http, base: url.trim_end_matches('/').to_owned(), encoding })
+        let base = url.trim_end_matches('/').to_owned();
+        let query_base = query_url.map_or_else(|| base.clone(), |u| u.trim_end_matches('/').to_owned());
+        Ok(Api { http, base, query_base, encoding })
     }
 
     fn url(&self, path: &str) -> String {
@@ -153,7 +157,7 @@ impl Api {
     /// `GET /v1/collections/{name}`; `None` when it does not exist.
     pub(crate) async fn describe(&self, name: &str) -> Result<Option<Value>> {
         let path = format!("/v1/collections/{name}");
-        let resp = self.http.get(self.url(&path)).timeout(Duration::from_secs(60)).send().await;
+        let resp = self.http.get(format!("{}{path}", self.query_base)).timeout(Duration::from_secs(60)).send().await;
         let resp = resp.map_err(|e| self.send_error(&format!("GET {path}"), e))?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -250,7 +254,7 @@ impl Api {
         let what = format!("POST /v1/collections/{name}/search");
         let resp = self
             .http
-            .post(self.url(&format!("/v1/collections/{name}/search")))
+            .post(format!("{}/v1/collections/{name}/search", self.query_base))
             .timeout(Duration::from_secs(120))
             .json(&body)
             .send()

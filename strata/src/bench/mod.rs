@@ -66,6 +66,10 @@ pub(crate) struct Options {
     /// Base URL of the Strata server.
     #[arg(long, env = "STRATA_URL", default_value = "http://127.0.0.1:7700")]
     url: String,
+    /// Base URL for searches and collection descriptions (e.g. a query node of a cluster,
+    /// while --url is an ingest node) [default: --url].
+    #[arg(long, value_name = "URL")]
+    query_url: Option<String>,
     /// Data-set directory: meta.json plus raw little-endian base/queries/gt files.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["base", "synthetic"])]
     dataset: Option<PathBuf>,
@@ -265,7 +269,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let gt: Matrix<u32> = data.gt.clone().context("ground truth missing")?;
     let queries = Arc::new(data.queries.clone());
 
-    let api = Api::new(&args.url, args.vector_encoding)?;
+    let api = Api::new(&args.url, args.query_url.as_deref(), args.vector_encoding)?;
     api.node().await.context("checking the server")?;
     let name = args.collection.clone();
 

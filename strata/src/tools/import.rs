@@ -244,6 +244,19 @@ pub async fn run(args: &ImportArgs, stop_after: Option<u64>) -> Result<ImportSum
         reader.await.map_err(|e| anyhow!("reader failed: {e}"))??;
         ensure!(cp.rows_done == cp.total_rows, "read {} rows, the file declares {}", cp.rows_done, cp.total_rows);
         std::fs::remove_file(&cp_path).ok();
+        if args.flush {
+            progress.update(cp.rows_done);
+            let flush_started = Instant::now();
+            rest.call_retrying("POST", &format!("/v1/collections/{}/flush", args.collection), b"{}".to_vec())
+                .await
+                .context("flushing after the import")?;
+            if !args.quiet {
+                eprintln!(
+                    "\rflushed to segments in {:.1}s                              ",
+                    flush_started.elapsed().as_secs_f64()
+                );
+            }
+        }
     }
     progress.finish(cp.rows_done, if interrupted { "interrupted after" } else { "imported" });
     Ok(ImportSummary {

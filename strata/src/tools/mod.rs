@@ -54,6 +54,9 @@ pub struct ImportArgs {
     /// Rows per bulk request (per shard); lowered to keep requests under 32 MiB.
     #[arg(long, default_value_t = 50_000)]
     pub bulk_rows: usize,
+    /// After the last batch, POST /flush and wait until every imported row is in segments.
+    #[arg(long)]
+    pub flush: bool,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
