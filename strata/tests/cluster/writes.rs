@@ -50,7 +50,7 @@ async fn writer(api: Api, task: u64, w: Arc<Writers>, urls: impl Fn() -> Vec<Str
             targets.rotate_left(start % n);
             targets
         };
-        let deadline = Instant::now() + Duration::from_secs(12);
+        let deadline = Instant::now() + Duration::from_secs(20);
         match api.post_retrying(&targets, "/v1/collections/c/upsert", &rows(&ids), deadline).await {
             Ok(resp) => {
                 assert_eq!(resp["upserted"], ids.len(), "{resp}");
@@ -118,7 +118,7 @@ async fn ingest_node_kill_loses_no_acknowledged_write() {
     assert!(acked_before >= 100, "too few writes before the kill: {acked_before}");
     assert!(after >= 100, "writes did not resume on ingest-1 after ingest-2 died: {after} acknowledged");
     let unacked = w.unacked.lock().unwrap().clone();
-    assert!(unacked.is_empty(), "batches no ingest node acknowledged within 12 s: {unacked:?}");
+    assert!(unacked.is_empty(), "batches no ingest node acknowledged within 20 s: {unacked:?}");
     assert_acked_readable(&c, &c.url("query-1"), &acked).await;
 
     // The killed node comes back on its data directory, takes its shards back, and writes
@@ -307,7 +307,7 @@ async fn paused_writer_is_fenced() {
     println!("acknowledged {} ids, {during_pause} while {paused} was paused", acked.len());
     assert!(during_pause > 0, "no write was acknowledged through {other} while {paused} was paused");
     let unacked = w.unacked.lock().unwrap().clone();
-    assert!(unacked.is_empty(), "batches no ingest node acknowledged within 12 s: {unacked:?}");
+    assert!(unacked.is_empty(), "batches no ingest node acknowledged within 20 s: {unacked:?}");
 
     let shards = c.wait_settled("query-1", 4, SETTLE).await;
     assert_acked_readable(&c, &c.url("query-1"), &acked).await;
