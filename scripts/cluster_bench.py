@@ -632,8 +632,8 @@ def scenario_qps(servers, strata, n, queries, runs, consistency="strong"):
         c.stop_all()
 
 
-def scenario_ingest(servers, strata, n, runs):
-    log(f"ingest: strata bench ingest phase, {n} × {DIM}, 2 shards, batches of 1,000, 4 clients")
+def scenario_ingest(servers, strata, n, runs, encoding):
+    log(f"ingest: strata bench ingest phase, {n} × {DIM}, 2 shards, batches of 1,000, 4 clients, {encoding} vectors")
     c = Cluster(servers, strata, "ingest")
     try:
         c.start("ingest", "ingest-1")
@@ -641,7 +641,7 @@ def scenario_ingest(servers, strata, n, runs):
         c.start("query", "query-1")
         args = ["--url", c.url("ingest-1"), "--query-url", c.url("query-1"), "--synthetic", str(n),
                 "--dim", str(DIM), "--shards", "2", "--batch", "1000", "--clients", "4", "--ef", "64",
-                "--query-threads", "1", "--max-queries", "200", "--collection", "ing"]
+                "--query-threads", "1", "--max-queries", "200", "--collection", "ing", "--vector-encoding", encoding]
         runs_out = []
         for run in range(runs):
             rep = run_bench(strata, args, c.dir / f"bench-{run}.json", c.dir / "bench.log")
@@ -654,8 +654,7 @@ def scenario_ingest(servers, strata, n, runs):
             log(f"  run {run + 1}: {r['vectors_per_sec']} vectors/s, ack p50 {r['ack_p50_ms']} ms p99 "
                 f"{r['ack_p99_ms']} ms, {r['throttled_429']} × 429, flush {r['flush_s']} s, recall {r['recall']}")
             runs_out.append(r)
-        return {"vectors": n, "shards": 2, "batch": 1000, "clients": 4, "vector_encoding": "json (base64 not in "
-                "strata bench on main)", "runs": runs_out,
+        return {"vectors": n, "shards": 2, "batch": 1000, "clients": 4, "vector_encoding": encoding, "runs": runs_out,
                 "median_vectors_per_sec": median([r["vectors_per_sec"] for r in runs_out]),
                 "median_ack_p50_ms": median([r["ack_p50_ms"] for r in runs_out]),
                 "median_ack_p99_ms": median([r["ack_p99_ms"] for r in runs_out]), "target_ack_p50_ms": 30}
@@ -684,6 +683,8 @@ def main():
     ap.add_argument("--qps-queries", type=int, default=500)
     ap.add_argument("--qps-consistency", default="strong", choices=["strong", "eventual"])
     ap.add_argument("--ingest-vectors", type=int, default=100000)
+    ap.add_argument("--vector-encoding", default="base64", choices=["base64", "json"],
+                    help="how the ingest figure sends vectors")
     ap.add_argument("--r2-seconds", type=float, default=10.0)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--json-out")
@@ -703,7 +704,7 @@ def main():
             "join": lambda: scenario_join(servers, strata, a.runs),
             "coldstart": lambda: scenario_coldstart(servers, strata, a.runs, a.cold_vectors),
             "qps": lambda: scenario_qps(servers, strata, a.qps_vectors, a.qps_queries, a.runs, a.qps_consistency),
-            "ingest": lambda: scenario_ingest(servers, strata, a.ingest_vectors, a.runs),
+            "ingest": lambda: scenario_ingest(servers, strata, a.ingest_vectors, a.runs, a.vector_encoding),
         }
         for name in only:
             t = time.monotonic()

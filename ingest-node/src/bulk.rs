@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use strata_shared::coord::{Head, shard_key};
 use strata_shared::error::{Error, ErrorKind, Result};
@@ -78,15 +77,9 @@ pub(crate) async fn bulk_import(
     Ok(Json(node.bulk(&name, req).await?))
 }
 
-/// Decodes a base64 vector of little-endian `f32`s.
+/// Decodes a base64 vector of little-endian `f32`s (the API's one decoder).
 pub fn decode_vector(text: &str) -> Result<Vec<f32>> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| Error::invalid(format!("vector is not valid base64: {e}")))?;
-    if bytes.len() % 4 != 0 {
-        return Err(Error::invalid("vector bytes are not a whole number of f32 values"));
-    }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    strata_shared::vector_encoding::decode_base64_f32(text).map_err(|e| Error::invalid(format!("vector: {e}")))
 }
 
 impl IngestNode {

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use base64::Engine;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -269,7 +268,8 @@ pub async fn run(args: &ImportArgs, stop_after: Option<u64>) -> Result<ImportSum
 }
 
 fn row_json(r: Record) -> Value {
-    let mut v = json!({"id": r.id, "vector": r.vector});
+    // Base64 vectors: parsing them costs the server a fraction of JSON number arrays.
+    let mut v = json!({"id": r.id, "vector": encode_vector(&r.vector)});
     if let Some(a) = r.attributes {
         v["attributes"] = Value::Object(a);
     }
@@ -278,8 +278,7 @@ fn row_json(r: Record) -> Value {
 
 /// Base64 of the little-endian bytes of `v` (the bulk endpoint's vector form).
 pub fn encode_vector(v: &[f32]) -> String {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    strata_shared::vector_encoding::encode_base64_f32(v)
 }
 
 /// REST base URL of each shard's writer (from `/v1/cluster/shards` and `/v1/cluster/nodes`),
