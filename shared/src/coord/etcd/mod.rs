@@ -15,11 +15,12 @@
 //!   byte-wise value comparison in a Txn is a numeric one; no lease (heads outlive nodes);
 //! - `admin/drain/{node}` → `"1"`, no lease (drains outlive sessions).
 //!
-//! Flow: [`Etcd::connect`] opens the first session (an etcd lease with TTL) and starts two
+//! Flow: [`Etcd::connect`] opens the first session (an etcd lease with TTL) and starts three
 //! background tasks: the session keeper ([`session`]: keep-alives, local deadline, new
-//! session + re-registration after loss) and the view watcher ([`view`]: list + watch of
-//! members, leases and drains into a [`ClusterView`]). Requests ([`ops`]) are single etcd
-//! round trips bounded by `request_timeout_ms`. Dropping the [`Etcd`] stops both tasks; its
+//! session + re-registration after loss), the view watcher ([`view`]: list + watch of
+//! members, leases and drains into a [`ClusterView`]) and the head reader ([`heads`]: reads
+//! queued heads in one transaction per batch). Requests ([`ops`]) are single etcd round
+//! trips bounded by `request_timeout_ms`. Dropping the [`Etcd`] stops the tasks; its
 //! keys then expire with the session TTL ([`Etcd::shutdown`] removes them at once).
 //!
 //! Invariants:
@@ -31,6 +32,7 @@
 //! - epochs are etcd revisions: they grow while etcd keeps its data, but restart low after
 //!   etcd is wiped; fencing therefore rests on create-only commits, never on epochs alone.
 
+mod heads;
 mod ops;
 mod session;
 #[cfg(test)]
@@ -123,6 +125,8 @@ struct Inner {
 /// The etcd [`Coordination`]. Create with [`Etcd::connect`]; share the `Arc`.
 pub struct Etcd {
     inner: Arc<Inner>,
+    /// Queue of head reads, served in batches by [`heads::serve`].
+    heads: tokio::sync::mpsc::UnboundedSender<heads::HeadRequest>,
     tasks: Vec<AbortHandle>,
 }
 
@@ -159,15 +163,17 @@ impl Etcd {
             view: watch::channel(Arc::new(ClusterView::default())).0,
             listed: watch::channel(false).0,
         });
+        let (heads, head_requests) = tokio::sync::mpsc::unbounded_channel();
         let tasks = vec![
             tokio::spawn(session::keep(inner.clone())).abort_handle(),
             tokio::spawn(view::watch(inner.clone())).abort_handle(),
+            tokio::spawn(heads::serve(inner.clone(), head_requests)).abort_handle(),
         ];
         // Hand out the handle with a listed view, so a role routing right after startup
         // sees the cluster; if listing is slow the view simply catches up later.
         let mut listed = inner.listed.subscribe();
         let _ = tokio::time::timeout(connect_timeout, listed.wait_for(|listed| *listed)).await;
-        Ok(Arc::new(Etcd { inner, tasks }))
+        Ok(Arc::new(Etcd { inner, heads, tasks }))
     }
 
     /// The etcd lease id of the current session (changes when a new session is opened).
@@ -251,8 +257,13 @@ impl Coordination for Etcd {
     }
 
     fn head(&self, shard_key: &str) -> BoxFuture<'_, Result<Option<Head>>> {
-        let key = shard_key.to_owned();
-        Box::pin(async move { self.inner.head(&key).await })
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self.heads.send((shard_key.to_owned(), reply));
+        Box::pin(async move {
+            let gone = || Error::retryable("the etcd head reader stopped");
+            queued.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
     }
 
     fn register(&self, member: Member) -> BoxFuture<'_, Result<()>> {

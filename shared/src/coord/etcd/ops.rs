@@ -9,7 +9,7 @@
 //!
 //! Heads: each field is its own key holding a zero-padded decimal, raised in one Txn of two
 //! nested Txns: "value < new → put, else (absent → put)". Byte order of equal-length
-//! decimals is numeric order, so etcd compares numbers. `head` reads both keys in one Txn.
+//! decimals is numeric order, so etcd compares numbers. Reads are batched (`heads.rs`).
 
 use etcd_client::{Compare, CompareOp, DeleteOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,7 @@ impl Inner {
         self.key(&format!("leases/{}/{key}", kind.as_str()))
     }
 
-    fn head_keys(&self, shard_key: &str) -> (String, String) {
+    pub(super) fn head_keys(&self, shard_key: &str) -> (String, String) {
         (self.key(&format!("heads/{shard_key}/wal")), self.key(&format!("heads/{shard_key}/manifest")))
     }
 
@@ -114,28 +114,6 @@ impl Inner {
         let txn = Txn::new().and_then([raise(wal, head.wal_seq), raise(manifest, head.manifest_version)]);
         let mut client = self.client.clone();
         self.bounded("publishing a head", client.txn(txn)).await.map(drop)
-    }
-
-    pub(super) async fn head(&self, shard_key: &str) -> Result<Option<Head>> {
-        let (wal, manifest) = self.head_keys(shard_key);
-        let txn = Txn::new().and_then([TxnOp::get(wal.clone(), None), TxnOp::get(manifest, None)]);
-        let mut client = self.client.clone();
-        let response = self.bounded("reading a head", client.txn(txn)).await?;
-        let mut fields = [None, None];
-        for (slot, op) in fields.iter_mut().zip(response.op_responses()) {
-            if let TxnOpResponse::Get(get) = op
-                && let Some(kv) = get.kvs().first()
-            {
-                let text = std::str::from_utf8(kv.value()).map_err(|e| Error::corrupt(format!("head {wal}"), e))?;
-                *slot = Some(text.parse::<u64>().map_err(|e| Error::corrupt(format!("head {wal}"), e))?);
-            }
-        }
-        Ok(match fields {
-            [None, None] => None,
-            [wal_seq, manifest_version] => {
-                Some(Head { wal_seq: wal_seq.unwrap_or(0), manifest_version: manifest_version.unwrap_or(0) })
-            }
-        })
     }
 
     pub(super) async fn register(&self, member: Member) -> Result<()> {
