@@ -220,7 +220,7 @@ impl Actor {
                 },
                 Some((result, ids)) = done_rx.recv() => {
                     self.ids = Some(ids);
-                    self.flush_finished(result);
+                    self.flush_finished(result).await;
                 }
                 _ = tick.tick() => {
                     if !self.deps.coord.lease_valid(&self.lease) {
@@ -398,7 +398,7 @@ impl Actor {
         });
     }
 
-    fn flush_finished(&mut self, result: Result<Manifest>) {
+    async fn flush_finished(&mut self, result: Result<Manifest>) {
         match result {
             Ok(m) => {
                 while self.memtable.front().is_some_and(|e| e.seq <= m.flushed_seq) {
@@ -410,9 +410,11 @@ impl Actor {
                 self.stats.manifest_version.store(m.version, Ordering::Relaxed);
                 let head = Head { wal_seq: self.next_seq - 1, manifest_version: m.version };
                 self.manifest = m;
-                let coord = self.deps.coord.clone();
-                let key = self.key.clone();
-                tokio::spawn(async move { coord.publish_head(&key, head).await });
+                // Published before flush waiters are answered, so a strong read after a
+                // flush returns installs the new segments rather than trusting an older head.
+                if let Err(e) = self.deps.coord.publish_head(&self.key, head).await {
+                    tracing::warn!(shard = %self.paths.root(), error = %e, "could not publish the flushed head");
+                }
             }
             Err(e) => {
                 tracing::warn!(shard = %self.paths.root(), error = %e, "flush failed; will retry");
