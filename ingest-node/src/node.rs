@@ -27,7 +27,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::config::IngestConfig;
 use crate::flush::first_duplicate;
-use crate::writer::{ShardWriter, ShardWriterStats};
+use crate::writer::ShardWriter;
 
 /// A running ingest role. Cheap to clone.
 #[derive(Clone)]
@@ -185,12 +185,6 @@ impl IngestNode {
         });
         try_join_all(flushes).await?;
         Ok(())
-    }
-
-    /// Counters of the shard writers running on this node.
-    pub async fn local_writer_stats(&self) -> Vec<(String, ShardWriterStats)> {
-        let map = self.inner.writers.lock().await;
-        map.iter().map(|((id, _), w)| (id.clone(), w.snapshot())).collect()
     }
 
     /// Copies the backlog of every shard this node writes into the metrics gauges (called

@@ -170,16 +170,7 @@ fn run_reference(args: &Options, data: &Dataset, gt: &Matrix<u32>, metric: Metri
         return (None, Some("--no-reference".to_owned()));
     }
     eprintln!("[3/3] hnswlib reference");
-    let spec = ReferenceSpec {
-        python: args.reference.clone(),
-        script: args.reference_script.clone(),
-        metric,
-        m: args.m,
-        ef_construction: args.ef_construction,
-        efs: args.ef.clone(),
-        k: args.k,
-        threads: args.reference_threads,
-    };
+    let spec = ReferenceSpec::from_args(args, metric);
     match Scratch::new().and_then(|scratch| reference::run(&spec, data, gt, &scratch)) {
         Ok(v) => (Some(v), None),
         Err(e) => {

@@ -358,16 +358,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         reference_error = Some("--no-reference".to_owned());
     } else {
         eprintln!("[6/7] hnswlib reference");
-        let spec = ReferenceSpec {
-            python: args.reference.clone(),
-            script: args.reference_script.clone(),
-            metric,
-            m: args.m,
-            ef_construction: args.ef_construction,
-            efs: args.ef.clone(),
-            k: args.k,
-            threads: args.reference_threads,
-        };
+        let spec = ReferenceSpec::from_args(&args, metric);
         let (ref_data, ref_gt) = (data.clone(), gt.clone());
         let outcome = tokio::task::spawn_blocking(move || {
             let scratch = Scratch::new()?;

@@ -57,6 +57,22 @@ pub(crate) struct ReferenceSpec {
     pub(crate) threads: usize,
 }
 
+impl ReferenceSpec {
+    /// The reference run the command line asks for, with `metric` resolved.
+    pub(crate) fn from_args(args: &super::Options, metric: Metric) -> Self {
+        Self {
+            python: args.reference.clone(),
+            script: args.reference_script.clone(),
+            metric,
+            m: args.m,
+            ef_construction: args.ef_construction,
+            efs: args.ef.clone(),
+            k: args.k,
+            threads: args.reference_threads,
+        }
+    }
+}
+
 /// `${STRATA_BENCH_VENV:-$HOME/.cache/strata/bench-venv}`.
 fn venv_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("STRATA_BENCH_VENV").filter(|v| !v.is_empty()) {
