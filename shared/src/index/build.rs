@@ -34,6 +34,7 @@ use hnsw_rs::prelude::{Distance, Hnsw};
 
 use super::distance::kernels;
 use super::graph::{Csr, Graph, GraphParams, UpperLayer};
+use super::level0::Level0;
 use super::{Space, connect};
 
 /// hnsw_rs never uses more than 16 layers; asking for more is silently clamped.
@@ -100,12 +101,7 @@ pub(super) fn build(vectors: &[f32], dim: usize, space: Space, params: GraphPara
     drop(items);
 
     let graph = extract(&hnsw, vectors, dim, space);
-    tracing::debug!(
-        rows = n,
-        layers = 1 + graph.upper.len(),
-        base_edges = graph.base.neighbours.len(),
-        "built hnsw graph"
-    );
+    tracing::debug!(rows = n, layers = 1 + graph.upper.len(), base_edges = graph.base.edges(), "built hnsw graph");
     graph
 }
 
@@ -171,7 +167,7 @@ fn extract(hnsw: &Hnsw<'_, f32, BuildDistance>, vectors: &[f32], dim: usize, spa
     if repaired > 0 {
         tracing::debug!(rows = n, added_edges = repaired, "repaired hnsw layer-0 connectivity");
     }
-    let base = Csr::from_lists(base_lists.iter().map(Vec::as_slice));
+    let base = Level0::from_lists(base_lists.iter().map(Vec::as_slice));
     Graph { n: n as u32, entry, base, upper }
 }
 
@@ -203,7 +199,7 @@ mod tests {
             assert!(Graph::build_with(&[], 4, Space::L2, params, builder).is_empty());
             let one = Graph::build_with(&[1.0, 2.0], 2, Space::Dot, params, builder);
             assert_eq!(one.len(), 1);
-            assert!(one.base.neighbours.is_empty());
+            assert_eq!(one.base.edges(), 0);
             let two = Graph::build_with(&[1.0, 0.0, 0.0, 1.0], 2, Space::Cosine, params, builder);
             assert_eq!(two.base.neighbours(0), &[1], "{builder:?}");
             assert_eq!(two.base.neighbours(1), &[0], "{builder:?}");

@@ -22,6 +22,7 @@
 //! allocate gigabytes. Decode never panics; every failure is `Error::corrupt`.
 
 use super::graph::{Csr, Graph, UpperLayer};
+use super::level0::Level0;
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"STRAHNSW";
@@ -31,7 +32,7 @@ const MAX_LAYERS: u32 = 64;
 const WHAT: &str = "hnsw graph";
 
 pub(super) fn encode(graph: &Graph) -> Vec<u8> {
-    let edges: usize = graph.base.neighbours.len() + graph.upper.iter().map(|l| l.adj.neighbours.len()).sum::<usize>();
+    let edges: usize = graph.base.edges() + graph.upper.iter().map(|l| l.adj.neighbours.len()).sum::<usize>();
     let nodes: usize = graph.len() + graph.upper.iter().map(|l| 2 * l.nodes.len()).sum::<usize>();
     let mut out = Vec::with_capacity(28 + 12 * (1 + graph.upper.len()) + 4 * (nodes + edges) + 4);
     out.extend_from_slice(MAGIC);
@@ -39,9 +40,10 @@ pub(super) fn encode(graph: &Graph) -> Vec<u8> {
     put_u32(&mut out, graph.n);
     put_u32(&mut out, graph.entry);
     put_u32(&mut out, 1 + graph.upper.len() as u32);
-    put_layer(&mut out, None, &graph.base);
+    put_layer(&mut out, None, graph.base.edges(), graph.base.lists());
     for layer in &graph.upper {
-        put_layer(&mut out, Some(&layer.nodes), &layer.adj);
+        let lists = (0..layer.adj.node_count()).map(|i| layer.adj.neighbours(i));
+        put_layer(&mut out, Some(&layer.nodes), layer.adj.neighbours.len(), lists);
     }
     let crc = crc32fast::hash(&out);
     put_u32(&mut out, crc);
@@ -52,17 +54,25 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_layer(out: &mut Vec<u8>, nodes: Option<&[u32]>, adj: &Csr) {
-    put_u32(out, adj.node_count() as u32);
-    out.extend_from_slice(&(adj.neighbours.len() as u64).to_le_bytes());
+/// Writes one layer given its node ids (upper layers), edge count and per-node lists.
+fn put_layer<'a>(
+    out: &mut Vec<u8>,
+    nodes: Option<&[u32]>,
+    edges: usize,
+    lists: impl Iterator<Item = &'a [u32]> + Clone,
+) {
+    put_u32(out, lists.clone().count() as u32);
+    out.extend_from_slice(&(edges as u64).to_le_bytes());
     for &row in nodes.unwrap_or(&[]) {
         put_u32(out, row);
     }
-    for w in adj.offsets.windows(2) {
-        put_u32(out, (w[1] - w[0]) as u32);
+    for list in lists.clone() {
+        put_u32(out, list.len() as u32);
     }
-    for &nb in &adj.neighbours {
-        put_u32(out, nb);
+    for list in lists {
+        for &nb in list {
+            put_u32(out, nb);
+        }
     }
 }
 
@@ -120,7 +130,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Graph> {
     Ok(Graph { n, entry, base, upper })
 }
 
-fn read_base(r: &mut Reader<'_>, n: u32) -> Result<Csr> {
+fn read_base(r: &mut Reader<'_>, n: u32) -> Result<Level0> {
     let nodes = r.u32()?;
     if nodes != n {
         return Err(corrupt(format_args!("layer 0 has {nodes} nodes, graph has {n} rows")));
@@ -131,7 +141,7 @@ fn read_base(r: &mut Reader<'_>, n: u32) -> Result<Csr> {
     if let Some(&bad) = adj.neighbours.iter().find(|&&nb| nb >= n) {
         return Err(corrupt(format_args!("layer 0 neighbour {bad} outside {n} rows")));
     }
-    Ok(adj)
+    Ok(Level0::from_lists((0..adj.node_count()).map(|i| adj.neighbours(i))))
 }
 
 /// Reads one upper layer; `below` is the node list of the layer beneath (None when
@@ -229,7 +239,7 @@ mod tests {
         Graph {
             n: 4,
             entry: 2,
-            base: Csr::from_lists([&[1u32, 2][..], &[0], &[0, 3], &[2]]),
+            base: Level0::from_lists([&[1u32, 2][..], &[0], &[0, 3], &[2]]),
             upper: vec![UpperLayer { nodes: vec![0, 2], adj: Csr::from_lists([&[2u32][..], &[0]]) }],
         }
     }

@@ -24,6 +24,7 @@
 use std::fmt;
 
 use super::Space;
+use super::level0::Level0;
 use super::search::{self, Candidate};
 
 /// HNSW construction parameters (the same for every [`Builder`]).
@@ -142,8 +143,8 @@ pub struct Graph {
     pub(super) n: u32,
     /// Where every search starts: a node of the top layer.
     pub(super) entry: u32,
-    /// Layer 0 adjacency, node index = row.
-    pub(super) base: Csr,
+    /// Layer 0 adjacency, node index = row, in search layout.
+    pub(super) base: Level0,
     /// Layers 1.. in ascending order (`upper[0]` is layer 1).
     pub(super) upper: Vec<UpperLayer>,
 }
@@ -155,7 +156,7 @@ impl fmt::Debug for Graph {
             .field("n", &self.n)
             .field("entry", &self.entry)
             .field("layers", &(1 + self.upper.len()))
-            .field("base_edges", &self.base.neighbours.len())
+            .field("base_edges", &self.base.edges())
             .finish()
     }
 }
@@ -163,7 +164,7 @@ impl fmt::Debug for Graph {
 impl Graph {
     /// A graph with no rows; searching it returns nothing.
     pub(super) fn empty() -> Self {
-        Self { n: 0, entry: 0, base: Csr::from_lists(std::iter::empty()), upper: Vec::new() }
+        Self { n: 0, entry: 0, base: Level0::from_lists(std::iter::empty::<&[u32]>()), upper: Vec::new() }
     }
 
     /// Builds the graph over the `n = vectors.len() / dim` rows of `vectors` with the
@@ -187,10 +188,18 @@ impl Graph {
             return Graph::empty();
         }
         let vectors = &vectors[..n * dim];
-        match builder {
+        let graph = match builder {
             Builder::Native(opts) => super::native::build(vectors, dim, space, params, opts),
             Builder::HnswRs => super::build::build(vectors, dim, space, params),
-        }
+        };
+        graph.advise_huge_pages();
+        graph
+    }
+
+    /// Layer 0 is what a search walks at random: back it with huge pages where the OS
+    /// allows (see `huge_pages.rs`).
+    fn advise_huge_pages(&self) {
+        self.base.advise_huge_pages();
     }
 
     /// Number of rows the graph covers.
@@ -210,7 +219,9 @@ impl Graph {
     /// Parses bytes written by [`Graph::encode`]. Never panics: truncated, corrupted or
     /// foreign input is an `Internal` "corrupt hnsw graph" error.
     pub fn decode(bytes: &[u8]) -> crate::Result<Graph> {
-        super::codec::decode(bytes)
+        let graph = super::codec::decode(bytes)?;
+        graph.advise_huge_pages();
+        Ok(graph)
     }
 
     /// Heap bytes held by this graph (for cache weighting).
@@ -252,10 +263,11 @@ impl Graph {
     /// them: no self-links, no duplicate neighbours, layer 0 strongly connected.
     pub(super) fn validate(&self) -> Result<(), String> {
         let n = self.n as usize;
-        if self.base.node_count() != n {
-            return Err(format!("layer 0 has {} nodes for {n} rows", self.base.node_count()));
+        if self.base.rows() != n {
+            return Err(format!("layer 0 has {} nodes for {n} rows", self.base.rows()));
         }
-        let layers = std::iter::once((None, &self.base)).chain(self.upper.iter().map(|l| (Some(&l.nodes), &l.adj)));
+        let base = Csr::from_lists(self.base.lists());
+        let layers = std::iter::once((None, &base)).chain(self.upper.iter().map(|l| (Some(&l.nodes), &l.adj)));
         let mut below: Option<&Vec<u32>> = None;
         for (layer, (nodes, adj)) in layers.enumerate() {
             let on_layer = |row: u32| nodes.is_none_or(|nodes| nodes.binary_search(&row).is_ok());
@@ -290,7 +302,7 @@ impl Graph {
         {
             return Err(format!("entry {} is not a node of the top layer", self.entry));
         }
-        let lists: Vec<&[u32]> = (0..n).map(|i| self.base.neighbours(i)).collect();
+        let lists: Vec<&[u32]> = self.base.lists().collect();
         let mut reverse = vec![Vec::new(); n];
         for (row, list) in lists.iter().enumerate() {
             for &nb in *list {

@@ -22,6 +22,8 @@ mod codec;
 mod connect;
 mod distance;
 mod graph;
+mod huge_pages;
+mod level0;
 mod native;
 mod search;
 
@@ -30,6 +32,7 @@ mod tests;
 
 pub use distance::{dot, l2_squared, normalize};
 pub use graph::{Builder, Graph, GraphParams, NativeParams};
+pub use huge_pages::advise as advise_huge_pages;
 pub use search::{Candidate, brute_force};
 
 /// The similarity a collection is searched by. Every variant maps to a distance where

@@ -37,6 +37,7 @@ use super::build::BuildDistance;
 // (total and deterministic): the same heap entry the search uses.
 use super::distance::prefetch;
 use super::graph::{Csr, Graph, GraphParams, NativeParams, UpperLayer};
+use super::level0::Level0;
 use super::search::Scored as Near;
 use super::search::Visited;
 use super::{Space, connect};
@@ -363,7 +364,7 @@ pub(super) fn build(vectors: &[f32], dim: usize, space: Space, params: GraphPara
     if repaired > 0 {
         tracing::debug!(rows = n, added_edges = repaired, "repaired hnsw layer-0 connectivity");
     }
-    let base = Csr::from_lists(base.iter().map(Vec::as_slice));
+    let base = Level0::from_lists(base.iter().map(Vec::as_slice));
     Graph { n: n as u32, entry, base, upper }
 }
 
@@ -383,6 +384,9 @@ pub(super) fn construct(vectors: &[f32], dim: usize, space: Space, params: Graph
         entry: Mutex::new((0, levels[0] as usize)),
         levels,
     };
+    // Every insertion reads vectors and lists at random: huge pages spare the TLB.
+    super::huge_pages::advise(c.vectors);
+    super::huge_pages::advise(&c.lists.base);
     let available = std::thread::available_parallelism().map_or(1, usize::from);
     let threads = match opts.max_threads {
         0 => available,

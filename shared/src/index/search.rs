@@ -26,6 +26,7 @@ use std::collections::BinaryHeap;
 use super::Space;
 use super::distance::{kernels, prefetch};
 use super::graph::Graph;
+use super::level0::Level0;
 
 /// One search hit: a row of the searched vectors and its distance to the query
 /// (lower = closer, in the space's convention).
@@ -275,11 +276,12 @@ impl Beam<'_> {
         // Upper layers only route: a beam of one is the classic greedy descent, and
         // tombstoned rows are valid stepping stones.
         for layer_graph in graph.upper.iter().rev() {
-            let layer = Layer { ef: 1, filter: false, look_ahead: false };
+            let layer = Layer { ef: 1, filter: false, look_ahead: None };
             seeds = self.layer(m, visited, &mut heaps, &seeds, layer, |row| layer_graph.neighbours_of(row));
         }
-        // Layer 0 looks ahead: its lookups are O(1), and it does nearly all the expansions.
-        let layer = Layer { ef: self.ef, filter: true, look_ahead: true };
+        // Layer 0 looks ahead: its slots are found without a load, and it does nearly
+        // all the expansions.
+        let layer = Layer { ef: self.ef, filter: true, look_ahead: Some(&graph.base) };
         self.layer(m, visited, &mut heaps, &seeds, layer, |row| graph.base.neighbours(row as usize))
     }
 
@@ -292,7 +294,7 @@ impl Beam<'_> {
         visited: &mut Visited,
         heaps: &mut Heaps,
         seeds: &[Scored],
-        Layer { ef, filter, look_ahead }: Layer,
+        Layer { ef, filter, look_ahead }: Layer<'_>,
         neighbours: impl Fn(u32) -> &'g [u32],
     ) -> Vec<Scored> {
         let Heaps { candidates, results, batch } = heaps;
@@ -322,12 +324,14 @@ impl Beam<'_> {
             for &nb in list {
                 visited.prefetch(nb);
             }
-            // ...the adjacency list of the row that is next in line (CSR keeps lists
-            // apart from vectors, so scoring a row does not bring its list into cache as
+            // ...the adjacency slot of the row that is next in line (lists live apart
+            // from vectors, so scoring a row does not bring its list into cache as
             // hnswlib's interleaved layout does; a closer row found meanwhile only makes
             // this a wasted hint)...
-            if look_ahead && let Some(Reverse(next)) = candidates.peek() {
-                prefetch(neighbours(next.row));
+            if let Some(level0) = look_ahead
+                && let Some(Reverse(next)) = candidates.peek()
+            {
+                prefetch(level0.slot(next.row as usize));
             }
             // ...and every unvisited neighbour's vector, so their misses overlap.
             batch.clear();
@@ -361,13 +365,13 @@ impl Beam<'_> {
 
 /// How one layer is searched.
 #[derive(Clone, Copy)]
-struct Layer {
+struct Layer<'g> {
     /// Rows kept.
     ef: usize,
     /// Keep tombstoned rows out of the result (layer 0 only: upper layers only route).
     filter: bool,
-    /// Prefetch the next candidate's adjacency list while expanding the current one.
-    look_ahead: bool,
+    /// Prefetch the next candidate's layer-0 slot while expanding the current one.
+    look_ahead: Option<&'g Level0>,
 }
 
 /// The two heaps of a layer search, reused across the layers of one query.

@@ -196,6 +196,9 @@ impl LoadedSegment {
             } else {
                 Vec::new()
             };
+            // Graph search reads these vectors at random (the graph advises itself).
+            index::advise_huge_pages(&rows.vectors);
+            index::advise_huge_pages(&normalised);
             let lookup = IdLookup::new(&ids);
             Ok(Arc::new(LoadedSegment { meta, ids: SegmentIds { ids, lookup }, rows, normalised, graph, metric }))
         })

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
-use strata_shared::index::{Builder, Graph, GraphParams, NativeParams, Space, normalize};
+use strata_shared::index::{Builder, Graph, GraphParams, NativeParams, Space, advise_huge_pages, normalize};
 
 use super::data::{Dataset, Matrix, Metric};
 use super::reference::{self, ReferenceSpec, Scratch};
@@ -111,6 +111,8 @@ pub(crate) fn run(args: &Options) -> Result<IndexReport> {
     let builder = Builder::Native(NativeParams { max_threads: args.build_threads, ..NativeParams::default() });
     let started = Instant::now();
     let graph = Graph::build_with(&base, dim, space, params, builder);
+    // As a loaded segment does with its vectors (the graph advises itself).
+    advise_huge_pages(&base);
     let seconds = started.elapsed().as_secs_f64();
     let build = BuildResult {
         threads: args.build_threads,
