@@ -66,6 +66,11 @@ impl IngestNode {
         &self.inner.config
     }
 
+    /// The current definition of collection `name` (not found if it does not exist).
+    pub async fn collection(&self, name: &str) -> Result<Arc<CollectionDef>> {
+        self.inner.resolver.resolve(&self.inner.deps, name).await
+    }
+
     pub async fn create_collection(&self, new: NewCollection) -> Result<CollectionDef> {
         let deps = &self.inner.deps;
         let def = catalog::create(deps.store.as_ref(), &new, deps.clock.now_ms()).await?;

@@ -62,6 +62,9 @@ pub fn router(
         .route("/metrics", get(metrics).with_state(scrape_state))
         .route("/v1/node", get(node_info).with_state(info_state));
     if let Some(ingest) = ingest {
+        if query.is_none() {
+            router = router.merge(strata_ingest::http::definition_router(ingest.clone()));
+        }
         router = router.merge(strata_ingest::http::router(ingest));
     }
     let ready_query = query.clone();

@@ -5,7 +5,7 @@
 //! (no query fails) and one replica (served again within the session TTL), and a joining
 //! query node that takes shards from object storage with no bytes between nodes. Write
 //! availability and durability under failures (ingest kill, etcd wipe, paused writer) are
-//! in `cluster/writes.rs`.
+//! in `cluster/writes.rs`; bulk import and export across nodes in `cluster/tools.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -14,6 +14,8 @@
 mod client;
 #[path = "cluster/harness.rs"]
 mod harness;
+#[path = "cluster/tools.rs"]
+mod tools;
 #[path = "cluster/writes.rs"]
 mod writes;
 

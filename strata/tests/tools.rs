@@ -221,6 +221,30 @@ async fn npy_fvecs_and_string_id_list_parquet_import() {
     import::run(&args(&pq, "strs", &s.url), None).await.unwrap();
     let got = s.server.ok("POST", "/v1/collections/strs/get", Some(json!({"ids": ["doc-7"]}))).await;
     assert_eq!(got["rows"][0]["id"], json!("doc-7"));
+    // Mixed ids export as text: the export finds the string ids before writing any row.
+    s.server
+        .ok("POST", "/v1/collections/strs/upsert", Some(json!({"rows": [{"id": 5, "vector": vec![1.0f32; 6]}]})))
+        .await;
+    let out = dir.path().join("strs.parquet");
+    let exported = export::run(&ExportArgs {
+        collection: "strs".into(),
+        out: out.clone(),
+        url: s.url.clone(),
+        page: 7,
+        quiet: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(exported, 41);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&out).unwrap()).unwrap().build().unwrap();
+    let mut ids = BTreeSet::new();
+    for rb in reader {
+        let rb = rb.unwrap();
+        let col = rb.column(0).as_any().downcast_ref::<StringArray>().expect("string id column");
+        ids.extend((0..rb.num_rows()).map(|i| col.value(i).to_owned()));
+    }
+    assert_eq!(ids.len(), 41);
+    assert!(ids.contains("5") && ids.contains("doc-39"), "{ids:?}");
 
     // Clear errors: wrong dimension, missing column, no collection without --create.
     let mut wrong = args(&npy, "fv", &s.url);

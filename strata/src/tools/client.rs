@@ -84,7 +84,7 @@ impl Rest {
 
     /// `call` with retries on 429 / 502 / 503 / transport failures (exponential backoff,
     /// 100 ms doubling to 5 s, about two minutes in all).
-    pub async fn call_retrying(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Value> {
+    pub async fn call_retrying(&self, method: &str, path: &str, body: Vec<u8>) -> Result<Value, CallError> {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
@@ -95,7 +95,7 @@ impl Rest {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(anyhow!(e)),
+                Err(e) => return Err(e),
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `strata import`: rows of a file into a collection.
 //!
-//! Plain mode sends upsert batches (JSON; the REST API has no binary vector form) with up
-//! to `--concurrency` requests in flight, retrying 429/503 with backoff. It is resumable:
+//! Plain mode sends upsert batches (JSON with base64 vectors) with up to `--concurrency`
+//! requests in flight, retrying 429/503 with backoff. It is resumable:
 //! after each acknowledged batch (in file order) the checkpoint file records the
 //! collection incarnation, the file's size and the rows acknowledged so far, written
 //! atomically (temp file + rename). A re-run continues after the last acknowledged row;
@@ -11,7 +11,8 @@
 //! `--bulk` groups rows by shard (`RowId::shard`, the documented stable hash) and sends
 //! each shard's rows, `--bulk-rows` at a time with base64 vectors, to
 //! `POST /v1/collections/{name}/bulk` on the shard's writer node, which writes one segment
-//! per request straight to object storage. It is not checkpointed: a re-run re-imports
+//! per request straight to object storage. A 409 (the shard's writer moved meanwhile)
+//! re-reads the routes and sends again. It is not checkpointed: a re-run re-imports
 //! everything (bulk rows of the same id replace the earlier copies).
 
 use std::collections::HashMap;
@@ -311,23 +312,13 @@ async fn writer_urls(rest: &Rest, meta: &CollectionMeta) -> Vec<String> {
 async fn bulk(rest: &Rest, args: &ImportArgs, source: Source, meta: &CollectionMeta) -> Result<ImportSummary> {
     let per_row = meta.dimension * 16 / 3 + 128;
     let limit = args.bulk_rows.clamp(1, (32 << 20) / per_row);
-    let urls = writer_urls(rest, meta).await;
-    let clients: Vec<Rest> = urls.iter().map(|u| Rest::new(u)).collect::<Result<_>>()?;
+    let mut routes = BulkRoutes::resolve(rest, meta).await?;
     let total = source.rows;
     let (mut rx, reader) = spawn_reader(std::sync::Arc::new(source), 0, 10_000, 4);
     let path = format!("/v1/collections/{}/bulk", args.collection);
     let mut buffers: Vec<Vec<Value>> = vec![Vec::new(); meta.shards as usize];
     let mut progress = Progress::new(total, 0, args.quiet);
     let mut done = 0u64;
-    let send = |shard: usize, rows: Vec<Value>| {
-        let (client, path) = (&clients[shard], &path);
-        async move {
-            let n = rows.len() as u64;
-            let body = serde_json::to_vec(&json!({"shard": shard, "rows": rows}))?;
-            client.call_retrying("POST", path, body).await.with_context(|| format!("bulk import of shard {shard}"))?;
-            Ok::<u64, anyhow::Error>(n)
-        }
-    };
     while let Some(recs) = rx.recv().await {
         for r in recs {
             let shard = r.id.shard(meta.shards) as usize;
@@ -337,7 +328,7 @@ async fn bulk(rest: &Rest, args: &ImportArgs, source: Source, meta: &CollectionM
             }
             buffers[shard].push(v);
             if buffers[shard].len() >= limit {
-                done += send(shard, std::mem::take(&mut buffers[shard])).await?;
+                done += routes.send(rest, meta, &path, shard, std::mem::take(&mut buffers[shard])).await?;
                 progress.update(done);
             }
         }
@@ -345,7 +336,7 @@ async fn bulk(rest: &Rest, args: &ImportArgs, source: Source, meta: &CollectionM
     reader.await.map_err(|e| anyhow!("reader failed: {e}"))??;
     for (shard, rows) in buffers.into_iter().enumerate() {
         if !rows.is_empty() {
-            done += send(shard, rows).await?;
+            done += routes.send(rest, meta, &path, shard, rows).await?;
             progress.update(done);
         }
     }
@@ -357,4 +348,43 @@ async fn bulk(rest: &Rest, args: &ImportArgs, source: Source, meta: &CollectionM
         seconds: progress.started.elapsed().as_secs_f64(),
         interrupted: false,
     })
+}
+
+/// Where each shard's bulk requests go: its writer node's REST client.
+struct BulkRoutes {
+    writers: Vec<Rest>,
+}
+
+impl BulkRoutes {
+    async fn resolve(rest: &Rest, meta: &CollectionMeta) -> Result<Self> {
+        let writers = writer_urls(rest, meta).await.iter().map(|u| Rest::new(u)).collect::<Result<_>>()?;
+        Ok(Self { writers })
+    }
+
+    /// Sends one bulk request of `shard`'s rows; returns the row count. A 409 means the
+    /// shard's writer moved (a node joined, left or failed): re-read the routes from the
+    /// cluster API and send again, a few times with backoff.
+    async fn send(
+        &mut self,
+        rest: &Rest,
+        meta: &CollectionMeta,
+        path: &str,
+        shard: usize,
+        rows: Vec<Value>,
+    ) -> Result<u64> {
+        let n = rows.len() as u64;
+        let body = serde_json::to_vec(&json!({"shard": shard, "rows": rows}))?;
+        let mut attempt = 0;
+        loop {
+            match self.writers[shard].call_retrying("POST", path, body.clone()).await {
+                Ok(_) => return Ok(n),
+                Err(e) if e.status == Some(reqwest::StatusCode::CONFLICT) && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    *self = Self::resolve(rest, meta).await?;
+                }
+                Err(e) => return Err(anyhow!(e).context(format!("bulk import of shard {shard}"))),
+            }
+        }
+    }
 }
