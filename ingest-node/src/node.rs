@@ -4,9 +4,13 @@
 //! since those are writes to the catalog.
 //!
 //! Ownership: the writer of a shard is the rendezvous owner of its key among live ingest
-//! nodes ([`ownership`](crate::ownership) keeps local writers in line with the view). A
-//! forwarded write is never forwarded again: the receiver writes locally or fails with a
-//! retryable error, so a stale view can cost a retry but never a loop.
+//! nodes ([`ownership`](crate::ownership) keeps local writers in line with the view).
+//! Writes go to the node holding the shard's writer lease when that differs from the
+//! owner (a handover in progress, or views that disagree for a moment), else to the owner.
+//! A forwarded write is never forwarded again: the receiver writes with its running
+//! writer, starts one only if it owns the shard, or fails with a retryable error, so a
+//! stale view can cost a retry but never a loop, and a node handing a shard over never
+//! takes it back.
 //!
 //! Validation of a whole request happens before any shard sees any of it, so a bad row
 //! never leaves the rest of its batch half-written.
@@ -16,7 +20,7 @@ use std::sync::Arc;
 
 use futures::future::{BoxFuture, try_join_all};
 use strata_shared::catalog::{self, NewCollection};
-use strata_shared::coord::{self, Head, shard_key};
+use strata_shared::coord::{self, Head, LeaseKind, Member, Role, shard_key};
 use strata_shared::deps::Deps;
 use strata_shared::error::{Error, Result};
 use strata_shared::resolver::Resolver;
@@ -99,9 +103,44 @@ impl IngestNode {
     }
 
     /// The ingest node that should write `key`, if it is another node.
-    pub(crate) fn remote_owner(&self, key: &str) -> Option<strata_shared::coord::Member> {
+    pub(crate) fn remote_owner(&self, key: &str) -> Option<Member> {
         let view = self.inner.deps.coord.view().borrow().clone();
         view.writer_owner(key).filter(|owner| owner.node_id != self.inner.deps.node_id).cloned()
+    }
+
+    /// Where writes of shard `key` go: `None` for this node. The node holding the shard's
+    /// writer lease wins over the rendezvous owner while they differ, because only the
+    /// holder can write: while a shard changes hands, nodes' ownership views can disagree
+    /// for a moment, and routing by ownership alone then sends writes to a node that cannot
+    /// take the lease (a retryable error for as long as the views disagree). With the
+    /// holder first, writes keep landing until it steps down; then they go to the owner.
+    fn write_target(&self, key: &str) -> Option<Member> {
+        let view = self.inner.deps.coord.view().borrow().clone();
+        let me = self.inner.deps.node_id.as_str();
+        let holder = view.lease(LeaseKind::Writer, key).map(|l| l.holder.as_str()).filter(|h| *h != me);
+        if let Some(holder) = holder.and_then(|h| view.member(Role::Ingest, h)) {
+            return Some(holder.clone());
+        }
+        view.writer_owner(key).filter(|owner| owner.node_id != me).cloned()
+    }
+
+    /// The writer a forwarded request may use: the running one, or a new one only if this
+    /// node owns the shard. A node stepping down must not take the lease back because
+    /// writes routed by a stale view still reach it: under steady load that would keep
+    /// the shard from ever reaching its owner.
+    async fn forwarded_writer(&self, def: &Arc<CollectionDef>, shard: u32) -> Result<Arc<ShardWriter>> {
+        let running =
+            self.inner.writers.lock().await.get(&(def.id.clone(), shard)).filter(|w| !w.is_stopped()).cloned();
+        if let Some(writer) = running {
+            return Ok(writer);
+        }
+        if let Some(owner) = self.remote_owner(&shard_key(&def.id, shard)) {
+            return Err(Error::retryable(format!(
+                "shard {shard} of {:?} is moving to node {}; retry",
+                def.name, owner.node_id
+            )));
+        }
+        self.local_writer(def, shard).await
     }
 
     /// The local writer of a shard, started (lease taken, WAL tail recovered) on first use.
@@ -168,8 +207,8 @@ impl IngestNode {
     }
 
     async fn write_to_owner(&self, def: &Arc<CollectionDef>, shard: u32, ops: Vec<WalOp>) -> Result<u64> {
-        match self.remote_owner(&shard_key(&def.id, shard)) {
-            Some(owner) => self.inner.deps.rpc.node(&owner.grpc_url)?.write_shard(&def.name, &def.id, shard, ops).await,
+        match self.write_target(&shard_key(&def.id, shard)) {
+            Some(node) => self.inner.deps.rpc.node(&node.grpc_url)?.write_shard(&def.name, &def.id, shard, ops).await,
             None => self.local_writer(def, shard).await?.write(ops).await,
         }
     }
@@ -180,9 +219,9 @@ impl IngestNode {
         let flushes = (0..def.shards).map(|shard| {
             let def = def.clone();
             async move {
-                match self.remote_owner(&shard_key(&def.id, shard)) {
-                    Some(owner) => {
-                        self.inner.deps.rpc.node(&owner.grpc_url)?.flush_shard(&def.name, &def.id, shard).await
+                match self.write_target(&shard_key(&def.id, shard)) {
+                    Some(node) => {
+                        self.inner.deps.rpc.node(&node.grpc_url)?.flush_shard(&def.name, &def.id, shard).await
                     }
                     None => self.local_writer(&def, shard).await?.flush().await,
                 }
@@ -246,7 +285,7 @@ impl ShardWrites for IngestNode {
                 return Err(Error::invalid(format!("forwarded operations do not all belong to shard {shard}")));
             }
             check_ops(&def, &ops)?;
-            self.local_writer(&def, shard).await?.write(ops).await
+            self.forwarded_writer(&def, shard).await?.write(ops).await
         })
     }
 
@@ -257,7 +296,7 @@ impl ShardWrites for IngestNode {
             if shard >= def.shards {
                 return Err(Error::invalid(format!("collection {collection:?} has no shard {shard}")));
             }
-            self.local_writer(&def, shard).await?.flush().await
+            self.forwarded_writer(&def, shard).await?.flush().await
         })
     }
 }

@@ -163,7 +163,12 @@ impl ParquetSink {
             Field::new("attributes", DataType::Utf8, true),
         ]));
         let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        // One row group per batch: the writer buffers a whole row group in memory (its
+        // default is a million rows), so a smaller one is what keeps export memory flat.
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(BATCH_ROWS))
+            .build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
         Ok(Self { writer, schema, item, dim, string_ids, pending: Vec::new() })
     }
