@@ -15,6 +15,8 @@ mod flush;
 pub mod http;
 mod node;
 mod ownership;
+#[cfg(test)]
+mod routing_tests;
 mod writer;
 
 pub use config::IngestConfig;

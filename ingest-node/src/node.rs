@@ -108,30 +108,39 @@ impl IngestNode {
         view.writer_owner(key).filter(|owner| owner.node_id != self.inner.deps.node_id).cloned()
     }
 
-    /// Where writes of shard `key` go: `None` for this node. The node holding the shard's
+    /// Where writes of a shard go: `None` for this node. The node holding the shard's
     /// writer lease wins over the rendezvous owner while they differ, because only the
     /// holder can write: while a shard changes hands, nodes' ownership views can disagree
     /// for a moment, and routing by ownership alone then sends writes to a node that cannot
     /// take the lease (a retryable error for as long as the views disagree). With the
     /// holder first, writes keep landing until it steps down; then they go to the owner.
-    fn write_target(&self, key: &str) -> Option<Member> {
+    /// This node counts as the holder only while its writer runs: one that is stepping
+    /// down sends its writes on to the owner.
+    pub(crate) async fn write_target(&self, collection_id: &str, shard: u32) -> Option<Member> {
+        let key = shard_key(collection_id, shard);
         let view = self.inner.deps.coord.view().borrow().clone();
         let me = self.inner.deps.node_id.as_str();
-        let holder = view.lease(LeaseKind::Writer, key).map(|l| l.holder.as_str()).filter(|h| *h != me);
-        if let Some(holder) = holder.and_then(|h| view.member(Role::Ingest, h)) {
-            return Some(holder.clone());
+        let holder = view.lease(LeaseKind::Writer, &key).map(|l| l.holder.as_str());
+        if holder == Some(me) && self.running_writer(collection_id, shard).await.is_some() {
+            return None;
         }
-        view.writer_owner(key).filter(|owner| owner.node_id != me).cloned()
+        if let Some(member) = holder.filter(|h| *h != me).and_then(|h| view.member(Role::Ingest, h)) {
+            return Some(member.clone());
+        }
+        view.writer_owner(&key).filter(|owner| owner.node_id != me).cloned()
+    }
+
+    async fn running_writer(&self, collection_id: &str, shard: u32) -> Option<Arc<ShardWriter>> {
+        let writers = self.inner.writers.lock().await;
+        writers.get(&(collection_id.to_owned(), shard)).filter(|w| !w.is_stopped()).cloned()
     }
 
     /// The writer a forwarded request may use: the running one, or a new one only if this
     /// node owns the shard. A node stepping down must not take the lease back because
     /// writes routed by a stale view still reach it: under steady load that would keep
     /// the shard from ever reaching its owner.
-    async fn forwarded_writer(&self, def: &Arc<CollectionDef>, shard: u32) -> Result<Arc<ShardWriter>> {
-        let running =
-            self.inner.writers.lock().await.get(&(def.id.clone(), shard)).filter(|w| !w.is_stopped()).cloned();
-        if let Some(writer) = running {
+    pub(crate) async fn forwarded_writer(&self, def: &Arc<CollectionDef>, shard: u32) -> Result<Arc<ShardWriter>> {
+        if let Some(writer) = self.running_writer(&def.id, shard).await {
             return Ok(writer);
         }
         if let Some(owner) = self.remote_owner(&shard_key(&def.id, shard)) {
@@ -207,7 +216,7 @@ impl IngestNode {
     }
 
     async fn write_to_owner(&self, def: &Arc<CollectionDef>, shard: u32, ops: Vec<WalOp>) -> Result<u64> {
-        match self.write_target(&shard_key(&def.id, shard)) {
+        match self.write_target(&def.id, shard).await {
             Some(node) => self.inner.deps.rpc.node(&node.grpc_url)?.write_shard(&def.name, &def.id, shard, ops).await,
             None => self.local_writer(def, shard).await?.write(ops).await,
         }
@@ -219,7 +228,7 @@ impl IngestNode {
         let flushes = (0..def.shards).map(|shard| {
             let def = def.clone();
             async move {
-                match self.write_target(&shard_key(&def.id, shard)) {
+                match self.write_target(&def.id, shard).await {
                     Some(node) => {
                         self.inner.deps.rpc.node(&node.grpc_url)?.flush_shard(&def.name, &def.id, shard).await
                     }
