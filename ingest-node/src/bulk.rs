@@ -22,7 +22,6 @@ use strata_shared::error::{Error, ErrorKind, Result};
 use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
 use strata_shared::manifest::{self, Manifest};
 use strata_shared::paths::{self, ShardPaths};
-use strata_shared::segment::IdLookup;
 use strata_shared::segment::store::{self as segstore, SegmentIds};
 use strata_shared::types::{Attributes, Row, RowId};
 use utoipa::ToSchema;
@@ -137,7 +136,7 @@ impl IngestNode {
             &paths,
             &segment_id,
             &built,
-            Arc::new(SegmentIds { lookup: IdLookup::new(&seg_ids), ids: seg_ids.clone() }),
+            Arc::new(SegmentIds::new(seg_ids.clone())),
             (base.flushed_seq, base.flushed_seq),
             &mut ids,
         )

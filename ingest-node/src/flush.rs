@@ -26,7 +26,6 @@ use strata_shared::deps::Deps;
 use strata_shared::error::{Error, ErrorKind, Result};
 use strata_shared::manifest::{self, Manifest, SegmentMeta, TombstoneRef};
 use strata_shared::paths::{self, ShardPaths};
-use strata_shared::segment::IdLookup;
 use strata_shared::segment::store::{self as segstore, SegmentIds};
 use strata_shared::tombstones;
 use strata_shared::types::{CollectionDef, Row, RowId};
@@ -115,7 +114,7 @@ pub(crate) async fn flush(
     let mut staged = match built {
         None => None,
         Some(built) => {
-            let ids_of_segment = Arc::new(SegmentIds { lookup: IdLookup::new(&seg_ids), ids: seg_ids });
+            let ids_of_segment = Arc::new(SegmentIds::new(seg_ids));
             let range = (min_seq, max_seq);
             Some(Staged::upload(deps, shard, built, ids_of_segment, range, ids, 1).await?)
         }
@@ -376,7 +375,7 @@ mod tests {
         assert!(uploaded.contains(&committed.id), "{uploaded:?} lacks {}", committed.id);
         // The committed copy is complete and readable.
         let ids = segstore::load_ids(deps.store.as_ref(), &deps.cache, &shard, &committed.id).await.unwrap();
-        assert_eq!(ids.ids, [RowId::Int(1), RowId::Int(2), RowId::Int(3)]);
+        assert_eq!(ids.ids, strata_shared::segment::IdColumn::Ints(vec![1, 2, 3]));
     }
 
     #[tokio::test]

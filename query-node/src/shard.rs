@@ -211,7 +211,7 @@ impl ShardReader {
             let ids = &view.segment.ids.ids;
             let tombs = &view.tombstones;
             let tail = &state.tail;
-            let is_hidden = |row: u32| tombs.contains(row) || tail.masks(&ids[row as usize]);
+            let is_hidden = |row: u32| tombs.contains(row) || tail.masks(&ids.id(row as usize));
             let found: Vec<Candidate> = view.segment.search(query, k, ef, &is_hidden);
             hits.extend(
                 found
@@ -255,8 +255,8 @@ impl ShardReader {
         }
         for (index, view) in state.segments.iter().enumerate() {
             for (row, id) in view.segment.ids.ids.iter().enumerate() {
-                if wanted(id) && !view.tombstones.contains(row as u32) && !state.tail.masks(id) {
-                    live.push((id.clone(), Location::Segment { index, row: row as u32 }));
+                if wanted(&id) && !view.tombstones.contains(row as u32) && !state.tail.masks(&id) {
+                    live.push((id.into_owned(), Location::Segment { index, row: row as u32 }));
                 }
             }
         }
@@ -296,7 +296,7 @@ impl ShardReader {
             Location::Segment { index, row } => {
                 let seg = &state.segments[index].segment;
                 Row {
-                    id: seg.ids.ids[row as usize].clone(),
+                    id: seg.ids.ids.id(row as usize).into_owned(),
                     vector: if with_vector { seg.rows.vector(row).to_vec() } else { Vec::new() },
                     attributes: if with_attributes { seg.rows.attributes(row) } else { None },
                 }

@@ -266,7 +266,7 @@ pub(crate) async fn live(deps: &Deps, def: &CollectionDef, shard: u32) -> BTreeM
             if dead.contains(row) {
                 continue;
             }
-            let id = loaded.ids.ids[row as usize].clone();
+            let id = loaded.ids.ids.id(row as usize).into_owned();
             let value = (loaded.rows.vector(row).to_vec(), loaded.rows.attributes(row));
             assert!(out.insert(id.clone(), value).is_none(), "id {id} is live in two rows");
         }

@@ -271,6 +271,6 @@ async fn a_merged_segment_is_well_formed_and_searchable() {
     let loaded = LoadedSegment::load(h.store(), &h.deps.cache, &shard, &def, &out).await.unwrap();
     let query = prepare_query(def.metric, &row(12, 3).vector);
     let hits = loaded.search(&query, 1, 64, &|_| false);
-    assert_eq!(loaded.ids.ids[hits[0].row as usize], RowId::Int(12));
+    assert_eq!(*loaded.ids.ids.id(hits[0].row as usize), RowId::Int(12));
     assert_eq!(h.live(&def, 0).await, model);
 }

@@ -95,10 +95,12 @@ proptest! {
     ) {
         let ids: Vec<RowId> = ids.into_iter().collect();
         let lookup = IdLookup::new(&ids);
+        let column = IdColumn::from(ids.clone());
+        prop_assert!(column.iter().map(|id| id.into_owned()).eq(ids.iter().cloned()));
         for (row, id) in ids.iter().enumerate() {
-            prop_assert_eq!(lookup.find(id, &ids), Some(row as u32));
+            prop_assert_eq!(lookup.find(id, &column), Some(row as u32));
         }
-        prop_assert_eq!(lookup.find(&probe, &ids), ids.iter().position(|i| *i == probe).map(|r| r as u32));
+        prop_assert_eq!(lookup.find(&probe, &column), ids.iter().position(|i| *i == probe).map(|r| r as u32));
     }
 
     #[test]

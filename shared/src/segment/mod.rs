@@ -7,7 +7,7 @@ mod ids;
 mod format_tests;
 
 pub use format::{DecodedRows, decode_ids, decode_rows, encode_ids, encode_rows};
-pub use ids::IdLookup;
+pub use ids::{IdColumn, IdLookup};
 
 // ---- Added by the lead (segment layout and whole-segment build/load); keep when editing. ----
 pub mod store;

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, Candidate, Graph, GraphParams, Space};
 use crate::manifest::SegmentMeta;
 use crate::paths::ShardPaths;
-use crate::segment::{DecodedRows, GRAPH_FILE, IDS_FILE, IdLookup, ROWS_FILE};
+use crate::segment::{DecodedRows, GRAPH_FILE, IDS_FILE, IdColumn, IdLookup, ROWS_FILE};
 use crate::types::{Attributes, CollectionDef, Metric, Row, RowId};
 
 /// The index space of a metric. Cosine vectors are normalised at load and query time.
@@ -122,11 +122,17 @@ pub async fn upload(
 /// A segment's ids with their lookup: all the ingest and compaction paths need to find
 /// which row holds an id.
 pub struct SegmentIds {
-    pub ids: Vec<RowId>,
+    pub ids: IdColumn,
     pub lookup: IdLookup,
 }
 
 impl SegmentIds {
+    /// The ids of rows `0..n`, in row order, with their lookup.
+    pub fn new(ids: Vec<RowId>) -> Self {
+        let lookup = IdLookup::new(&ids);
+        Self { ids: IdColumn::from(ids), lookup }
+    }
+
     pub fn find(&self, id: &RowId) -> Option<u32> {
         self.lookup.find(id, &self.ids)
     }
@@ -143,8 +149,7 @@ pub async fn load_ids(
     let ids = tokio::task::spawn_blocking(move || super::decode_ids(&bytes))
         .await
         .map_err(|e| Error::internal(format!("id decoding panicked: {e}")))??;
-    let lookup = IdLookup::new(&ids);
-    Ok(SegmentIds { ids, lookup })
+    Ok(SegmentIds::new(ids))
 }
 
 /// A segment loaded for search and gets.
@@ -199,8 +204,7 @@ impl LoadedSegment {
             // Graph search reads these vectors at random (the graph advises itself).
             index::advise_huge_pages(&rows.vectors);
             index::advise_huge_pages(&normalised);
-            let lookup = IdLookup::new(&ids);
-            Ok(Arc::new(LoadedSegment { meta, ids: SegmentIds { ids, lookup }, rows, normalised, graph, metric }))
+            Ok(Arc::new(LoadedSegment { meta, ids: SegmentIds::new(ids), rows, normalised, graph, metric }))
         })
         .await
         .map_err(|e| Error::internal(format!("segment loading panicked: {e}")))?
@@ -233,7 +237,7 @@ impl LoadedSegment {
         self.rows.memory_bytes()
             + self.normalised.len() * 4
             + self.ids.lookup.memory_bytes()
-            + self.ids.ids.len() * std::mem::size_of::<RowId>()
+            + self.ids.ids.memory_bytes()
             + self.graph.as_ref().map_or(0, Graph::memory_bytes)
     }
 }
