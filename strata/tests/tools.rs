@@ -96,19 +96,8 @@ fn write_parquet(path: &Path, ids: ArrayRef, vectors: ArrayRef, extra: Vec<(&str
 }
 
 fn write_npy(path: &Path, n: u64, dim: usize) {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dim}), }}");
-    let mut header = dict.into_bytes();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(b' ');
-    }
-    header.push(b'\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header);
-    for i in 0..n {
-        bytes.extend(vector_of(i, dim).iter().flat_map(|v| v.to_le_bytes()));
-    }
-    std::fs::write(path, bytes).unwrap();
+    let data: Vec<f32> = (0..n).flat_map(|i| vector_of(i, dim)).collect();
+    strata::bench::write_f32_npy(path, dim, &data).unwrap();
 }
 
 fn write_fvecs(path: &Path, n: u64, dim: usize) {

@@ -296,17 +296,28 @@ pub(crate) fn read_npy_ids(path: &Path) -> Result<Matrix<u32>> {
 
 /// Writes a 2-D `.npy` file (`<f4` or `<i4`), as NumPy would.
 pub(crate) fn write_npy<T: NpyScalar>(path: &Path, m: &Matrix<T>) -> Result<()> {
-    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}", T::DESCR, m.rows, m.cols);
+    write_rows(path, m.rows, m.cols, &m.data)
+}
+
+/// Writes `data` (row-major, `cols` values a row) as a 2-D float32 `.npy` file, the form
+/// `strata import` and `strata bench` read.
+pub fn write_f32_npy(path: &Path, cols: usize, data: &[f32]) -> Result<()> {
+    ensure!(cols > 0 && data.len().is_multiple_of(cols), "{} values do not make rows of {cols}", data.len());
+    write_rows(path, data.len() / cols, cols, data)
+}
+
+fn write_rows<T: NpyScalar>(path: &Path, rows: usize, cols: usize, data: &[T]) -> Result<()> {
+    let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}", T::DESCR);
     // Magic (6) + version (2) + length (2) + dict + padding + '\n', a multiple of 64.
     let unpadded = 10 + dict.len() + 1;
     let total = unpadded.div_ceil(64) * 64;
-    let mut out = Vec::with_capacity(total + m.data.len() * 4);
+    let mut out = Vec::with_capacity(total + data.len() * 4);
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&u16::try_from(total - 10).context(".npy header too long")?.to_le_bytes());
     out.extend_from_slice(dict.as_bytes());
     out.resize(total - 1, b' ');
     out.push(b'\n');
-    for v in &m.data {
+    for v in data {
         out.extend_from_slice(&v.le_bytes());
     }
     std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))

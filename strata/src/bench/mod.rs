@@ -13,6 +13,7 @@
 
 mod client;
 pub(crate) mod data;
+pub use data::write_f32_npy;
 mod index_only;
 mod phases;
 mod reference;

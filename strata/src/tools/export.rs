@@ -131,14 +131,6 @@ pub async fn run(args: &ExportArgs) -> Result<u64> {
     Ok(written)
 }
 
-/// Writes rows to a Parquet file (snappy), 64k rows per record batch.
-pub fn write_parquet(path: &std::path::Path, dim: usize, rows: &[ExportRow]) -> Result<()> {
-    let string_ids = rows.iter().any(|r| matches!(r.id, RowId::Str(_)));
-    let mut sink = ParquetSink::create(path, dim, string_ids)?;
-    sink.push(rows.to_vec())?;
-    sink.finish()
-}
-
 /// Rows per record batch (and most rows held before writing).
 const BATCH_ROWS: usize = 65_536;
 

@@ -18,19 +18,8 @@ use super::{SETTLE, assert_all_readable, assert_exact_matches, serving_counts};
 
 /// A `.npy` file of `n` rows of `vector_of(row)` (an `.npy` import uses row numbers as ids).
 fn write_npy(path: &Path, n: u64) {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {DIM}), }}");
-    let mut header = dict.into_bytes();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(b' ');
-    }
-    header.push(b'\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header);
-    for id in 0..n {
-        bytes.extend(vector_of(id).iter().flat_map(|v| v.to_le_bytes()));
-    }
-    std::fs::write(path, bytes).unwrap();
+    let data: Vec<f32> = (0..n).flat_map(vector_of).collect();
+    strata::bench::write_f32_npy(path, DIM, &data).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
