@@ -33,6 +33,9 @@ pub struct NodeInfo {
     /// Resident memory now and at its peak (Linux; 0 elsewhere).
     pub rss_bytes: u64,
     pub peak_rss_bytes: u64,
+    /// CPU time this process has used since it started (user + system), in seconds:
+    /// benchmarks divide its growth over a run by the requests served.
+    pub cpu_seconds: f64,
     /// gRPC calls this node served, and their message bytes in and out.
     pub rpc_calls: u64,
     pub rpc_bytes_in: u64,
@@ -173,11 +176,26 @@ async fn node_info(
         version: env!("CARGO_PKG_VERSION").to_owned(),
         rss_bytes,
         peak_rss_bytes,
+        cpu_seconds: process_cpu_seconds(),
         rpc_calls,
         rpc_bytes_in,
         rpc_bytes_out,
         cache: deps.cache.stats(),
     })
+}
+
+/// User plus system CPU time of this process, in seconds (`getrusage`).
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: `getrusage` only writes the struct we pass; a zeroed `rusage` is valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return 0.0;
+        }
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// (VmRSS, VmHWM) from /proc/self/status, in bytes.

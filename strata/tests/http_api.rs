@@ -15,6 +15,8 @@ fn ids(v: &Value, key: &str) -> Vec<Value> {
 async fn every_endpoint_works_end_to_end() {
     let t = common::start(|_| {}).await;
     assert_eq!(t.call("GET", "/healthz", None).await.0, StatusCode::OK);
+    let node = t.ok("GET", "/v1/node", None).await;
+    assert!(node["cpu_seconds"].as_f64().is_some_and(|s| s > 0.0), "the process's CPU time: {node}");
     assert_eq!(t.call("GET", "/readyz", None).await.0, StatusCode::OK);
     t.create("docs", 3, "cosine").await;
     let listed = t.ok("GET", "/v1/collections", None).await;

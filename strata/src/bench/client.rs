@@ -154,6 +154,22 @@ impl Api {
         self.get_json("/v1/node").await
     }
 
+    /// `GET /v1/node` of the node answering searches (`--query-url`, else `--url`).
+    pub(crate) async fn query_node(&self) -> Result<Value> {
+        let resp = self.http.get(format!("{}/v1/node", self.query_base)).send().await;
+        let resp = resp.map_err(|e| self.send_error("GET /v1/node", e))?;
+        if !resp.status().is_success() {
+            return Err(error_of("GET /v1/node", resp).await);
+        }
+        resp.json().await.context("the node description is not JSON")
+    }
+
+    /// The CPU seconds the searching node's process has used so far (`None` if it does
+    /// not report them).
+    pub(crate) async fn server_cpu_seconds(&self) -> Option<f64> {
+        self.query_node().await.ok()?.get("cpu_seconds")?.as_f64()
+    }
+
     /// `GET /v1/collections/{name}`; `None` when it does not exist.
     pub(crate) async fn describe(&self, name: &str) -> Result<Option<Value>> {
         let path = format!("/v1/collections/{name}");

@@ -53,6 +53,9 @@ pub(crate) struct SearchResult {
     pub(crate) client_latency_us: Summary,
     /// `took_us` reported by the server.
     pub(crate) server_took_us: Summary,
+    /// CPU time the searching server process spent per query over the measured pass
+    /// (user + system; includes HTTP and JSON, and any background work meanwhile).
+    pub(crate) server_cpu_us_per_query: Option<f64>,
 }
 
 /// Serialises rows `[start, end)` as an upsert body with ids = row numbers.
@@ -260,7 +263,13 @@ pub(crate) async fn search(
 ) -> Result<SearchResult> {
     let QuerySpec { k, ef, threads, .. } = *spec;
     query_pass(api, spec, queries.clone()).await?;
+    let cpu_before = api.server_cpu_seconds().await;
     let pass = query_pass(api, spec, queries.clone()).await?;
+    let cpu_after = api.server_cpu_seconds().await;
+    let server_cpu_us_per_query = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if queries.rows > 0 => Some((b - a).max(0.0) * 1e6 / queries.rows as f64),
+        _ => None,
+    };
     if pass.ids.iter().all(Vec::is_empty) {
         eprintln!("  warning: every search returned no results; is the collection empty?");
     }
@@ -273,14 +282,17 @@ pub(crate) async fn search(
         seconds: pass.seconds,
         client_latency_us: summarize(&pass.client_us),
         server_took_us: summarize(&pass.server_us),
+        server_cpu_us_per_query,
     };
     eprintln!(
-        "  ef={ef} clients={threads}: recall@{k}={:.4}, {} QPS, client p50 {:.2} ms p99 {:.2} ms, server p50 {:.2} ms",
+        "  ef={ef} clients={threads}: recall@{k}={:.4}, {} QPS, client p50 {:.2} ms p99 {:.2} ms, server p50 {:.2} ms, \
+         server CPU {} µs/query",
         result.recall,
         thousands(result.qps),
         result.client_latency_us.p50 / 1000.0,
         result.client_latency_us.p99 / 1000.0,
         result.server_took_us.p50 / 1000.0,
+        result.server_cpu_us_per_query.map_or("?".to_owned(), |us| format!("{us:.0}")),
     );
     Ok(result)
 }

@@ -259,15 +259,15 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "| Strata ef | clients | recall@{} | QPS | client p50 / p99 / p99.9 ms | server p50 / p99 / p99.9 ms |\n\
-             |---|---|---|---|---|---|",
+            "| Strata ef | clients | recall@{} | QPS | client p50 / p99 / p99.9 ms | server p50 / p99 / p99.9 ms | \
+             server CPU µs/query |\n|---|---|---|---|---|---|---|",
             self.config.k
         );
         for s in &self.search {
             let (cl, sv) = (&s.client_latency_us, &s.server_took_us);
             let _ = writeln!(
                 o,
-                "| {} | {} | {:.4} | {} | {} / {} / {} | {} / {} / {} |",
+                "| {} | {} | {:.4} | {} | {} / {} / {} | {} / {} / {} | {} |",
                 s.ef,
                 s.threads,
                 s.recall,
@@ -277,7 +277,8 @@ impl Report {
                 ms(cl.p999),
                 ms(sv.p50),
                 ms(sv.p99),
-                ms(sv.p999)
+                ms(sv.p999),
+                s.server_cpu_us_per_query.map_or("—".to_owned(), |us| format!("{us:.0}"))
             );
         }
         if let Some(r) = &self.reference {

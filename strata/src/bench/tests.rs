@@ -253,6 +253,7 @@ fn markdown_report_compares_with_reference() {
         seconds: 0.1,
         client_latency_us: summarize(&[900, 1100]),
         server_took_us: summarize(&[400, 600]),
+        server_cpu_us_per_query: Some(350.0),
     };
     let report = Report {
         machine: Machine::detect(),
@@ -294,6 +295,7 @@ fn markdown_report_compares_with_reference() {
     assert!(md.contains("| 64 | 0.9500 / 0.9700 | 1,000 / 4,000 (0.25×)"), "{md}");
     assert!(md.contains("100 MiB (server process since its start; now —)"), "{md}");
     assert!(md.contains("2,000 vectors/s (2 threads"), "{md}");
+    assert!(md.contains("| 0.40 / 0.60 / 0.60 | 350 |"), "server CPU per query in the table: {md}");
     let js = serde_json::to_value(&report).unwrap();
     assert_eq!(js["search"][1]["threads"], 4);
     assert_eq!(js["search"][0]["client_latency_us"]["p50"], 900.0);
