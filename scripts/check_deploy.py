@@ -58,13 +58,13 @@ TOP_LEVEL_FALLBACK = {
 }
 STRUCT_SOURCES = {
     "": ("strata/src/config.rs", "Config"),
-    "etcd": ("shared/src/coord/etcd/mod.rs", "EtcdConfig"),
-    "rpc": ("shared/src/rpc/mod.rs", "RpcConfig"),
-    "cache": ("shared/src/cache.rs", "CacheConfig"),
+    "etcd": ("shared/coord/src/etcd/mod.rs", "EtcdConfig"),
+    "rpc": ("shared/rpc/src/lib.rs", "RpcConfig"),
+    "cache": ("shared/storage/src/cache/mod.rs", "CacheConfig"),
     "ingest": ("ingest-node/src/config.rs", "IngestConfig"),
     "query": ("query-node/src/config.rs", "QueryConfig"),
     "compactor": ("compactor/src/config.rs", "CompactorConfig"),
-    "storage.s3": ("shared/src/store.rs", "S3Config"),
+    "storage.s3": ("shared/storage/src/store.rs", "S3Config"),
 }
 
 errors: list[str] = []

@@ -14,17 +14,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_shared::catalog;
-use strata_shared::coord::{Head, Lease, LeaseKind, shard_key};
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, Result};
-use strata_shared::paths::ShardPaths;
-use strata_shared::types::CollectionDef;
+use strata_coord::{Head, Lease, LeaseKind, shard_key};
+use strata_deps::Deps;
+use strata_storage::catalog;
+use strata_storage::paths::ShardPaths;
+use strata_types::CollectionDef;
+use strata_types::{Error, Result};
 use tokio::sync::{Mutex, watch};
 
 use crate::config::CompactorConfig;
 use crate::gc::{self, CatalogMemo};
 use crate::merge;
+use crate::metrics::CompactorMetrics;
 use crate::report::{CompactionReport, GcReport, PassReport};
 
 /// Compactions of one shard per pass at most, so a shard under constant churn cannot
@@ -40,6 +41,7 @@ pub struct Compactor {
 struct Inner {
     config: CompactorConfig,
     deps: Deps,
+    metrics: CompactorMetrics,
     shutdown: watch::Receiver<bool>,
     work: Mutex<WorkState>,
 }
@@ -57,7 +59,13 @@ struct WorkState {
 pub async fn start(config: CompactorConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<Compactor> {
     config.validate()?;
     let compactor = Compactor {
-        inner: Arc::new(Inner { config, deps, shutdown: shutdown.clone(), work: Mutex::new(WorkState::default()) }),
+        inner: Arc::new(Inner {
+            config,
+            metrics: CompactorMetrics::register(&deps.metrics),
+            deps,
+            shutdown: shutdown.clone(),
+            work: Mutex::new(WorkState::default()),
+        }),
     };
     tokio::spawn(run_loop(compactor.clone(), shutdown));
     Ok(compactor)
@@ -211,9 +219,7 @@ impl Compactor {
     }
 
     fn count_gc(&self, gc: &GcReport) {
-        let metrics = &self.inner.deps.metrics;
-        metrics.gc_deleted_objects.inc_by(gc.objects_deleted);
-        metrics.gc_deleted_bytes.inc_by(gc.bytes_deleted);
+        self.inner.metrics.observe_gc(gc);
     }
 
     async fn compact_leased(
@@ -231,8 +237,7 @@ impl Compactor {
             work.hints.insert(paths, h);
         }
         if let Ok(Some(report)) = &result {
-            deps.metrics.compactions.inc();
-            deps.metrics.compaction_seconds.observe(report.seconds);
+            self.inner.metrics.observe_compaction(report.seconds);
             // Wake query nodes so they pick the merged segment up promptly. The WAL head is
             // the writer's to move: republish the one already known.
             let published = async {

@@ -3,7 +3,7 @@
 //! produce segments its formats cannot address.
 
 use serde::{Deserialize, Serialize};
-use strata_shared::error::{Error, Result};
+use strata_types::{Error, Result};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -27,11 +27,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
-use strata_shared::catalog::{CatalogEntry, CatalogState};
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, Result};
-use strata_shared::manifest::{self, Manifest};
-use strata_shared::paths::{self, ShardPaths};
+use strata_deps::Deps;
+use strata_storage::catalog::{CatalogEntry, CatalogState};
+use strata_storage::manifest::{self, Manifest};
+use strata_storage::paths::{self, ShardPaths};
+use strata_types::{Error, Result};
 
 use crate::report::GcReport;
 
@@ -48,7 +48,7 @@ fn age_ms(now_ms: u64, meta: &ObjectMeta) -> u64 {
 }
 
 async fn list(store: &dyn ObjectStore, prefix: &Path) -> Result<Vec<ObjectMeta>> {
-    store.list(Some(prefix)).try_collect().await.map_err(|e| Error::storage(prefix.as_ref(), e))
+    store.list(Some(prefix)).try_collect().await.map_err(|e| strata_storage::storage_error(prefix.as_ref(), e))
 }
 
 /// Deletes `objects`; returns how many were deleted and their bytes. Objects already gone
@@ -70,7 +70,7 @@ async fn delete_all(store: &dyn ObjectStore, objects: Vec<ObjectMeta>) -> Result
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
-                first_error.get_or_insert(Error::storage("garbage collection delete", e));
+                first_error.get_or_insert(strata_storage::storage_error("garbage collection delete", e));
             }
         }
     }
@@ -179,10 +179,10 @@ async fn all_catalog_entries(store: &dyn ObjectStore, memo: &mut CatalogMemo) ->
         let bytes = store
             .get(&meta.location)
             .await
-            .map_err(|e| Error::storage(&key, e))?
+            .map_err(|e| strata_storage::storage_error(&key, e))?
             .bytes()
             .await
-            .map_err(|e| Error::storage(&key, e))?;
+            .map_err(|e| strata_storage::storage_error(&key, e))?;
         let entry: CatalogEntry = serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&key, e))?;
         memo.entries.insert(key, entry.clone());
         out.push((name, entry));
@@ -236,7 +236,8 @@ pub(crate) async fn gc_collections(deps: &Deps, grace_ms: u64, memo: &mut Catalo
     }
 
     let root = Path::from("collections");
-    let listing = store.list_with_delimiter(Some(&root)).await.map_err(|e| Error::storage(root.as_ref(), e))?;
+    let listing =
+        store.list_with_delimiter(Some(&root)).await.map_err(|e| strata_storage::storage_error(root.as_ref(), e))?;
     for dir in listing.common_prefixes {
         let Some(id) = dir.filename() else { continue };
         if named.contains(id) {

@@ -21,6 +21,7 @@ mod compactor;
 mod config;
 mod gc;
 mod merge;
+mod metrics;
 mod plan;
 mod report;
 

@@ -17,18 +17,20 @@
 //! inputs ever hold two live copies of an id, the merge keeps the one from the newest
 //! input); segments and flushed_seq of everything but the inputs are left as committed.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use roaring::RoaringBitmap;
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, ErrorKind, Result};
-use strata_shared::manifest::{self, Manifest, SegmentMeta, TombstoneRef};
-use strata_shared::paths::{self, ShardPaths};
-use strata_shared::segment::store::{self as segstore, BuiltSegment};
-use strata_shared::segment::{IDS_FILE, ROWS_FILE, decode_ids, decode_rows};
-use strata_shared::tombstones;
-use strata_shared::types::{CollectionDef, Row};
+use strata_deps::Deps;
+use strata_storage::manifest::{self, Manifest, Rebase, RetryPolicy, SegmentMeta, Step, TombstoneRef};
+use strata_storage::paths::{self, ShardPaths};
+use strata_storage::paths::{IDS_FILE, ROWS_FILE};
+use strata_storage::segment::{self as segstore, BuiltSegment};
+use strata_storage::segment::{decode_ids, decode_rows};
+use strata_storage::tombstones;
+use strata_types::{CollectionDef, Row};
+use strata_types::{Error, Result};
 
 use crate::config::CompactorConfig;
 use crate::plan::{self, Reason};
@@ -36,8 +38,6 @@ use crate::report::CompactionReport;
 
 /// Marks an input row that is not in the output.
 const NO_ROW: u32 = u32::MAX;
-/// Transient storage failures tolerated per commit before giving up until the next pass.
-const MAX_TRANSIENT_FAILURES: u32 = 5;
 
 /// What to merge, chosen against `base`.
 #[derive(Clone, Debug)]
@@ -218,55 +218,72 @@ pub(crate) enum Outcome {
     Abandoned(String),
 }
 
+/// What one commit attempt found against the newest manifest.
+enum Attempt {
+    /// The merge is (now, or already) in the manifest, with this many deletes carried over.
+    Merged {
+        carried: u32,
+    },
+    Abandoned(String),
+}
+
 /// Commits `merge` onto the newest manifest, rebasing as often as other committers win.
 pub(crate) async fn commit(deps: &Deps, merge: &Merge, epoch: u64, gc_grace_ms: u64) -> Result<Outcome> {
-    let shard = &merge.plan.shard;
-    let mut hint = merge.plan.base.version;
-    let mut transient_failures = 0;
-    loop {
-        // GC deletes unreferenced objects older than the grace period: committing a
-        // manifest that names objects about that old could resurrect deleted files. Half
-        // the grace leaves room for clock skew between this node and the store.
-        let age = deps.clock.now_ms().saturating_sub(merge.uploaded_at_ms);
-        if merge.output.is_some() && age >= gc_grace_ms / 2 {
-            return Ok(Outcome::Abandoned(format!("the output was uploaded {age} ms ago, too close to the GC grace")));
+    let mut change = MergeCommit { deps, merge, epoch, gc_grace_ms };
+    let (store, clock, policy) = (deps.store.as_ref(), deps.clock.as_ref(), RetryPolicy::default());
+    let base = Some(merge.plan.base.version);
+    let rebased = manifest::commit_with_rebase(store, clock, &merge.plan.shard, base, policy, &mut change).await?;
+    Ok(match rebased.value {
+        Attempt::Abandoned(why) => Outcome::Abandoned(why),
+        Attempt::Merged { carried } => {
+            let report = report(merge, &rebased.manifest, carried);
+            Outcome::Committed(rebased.manifest, report)
         }
-        let attempt = async {
-            let latest = load_latest(deps, shard, Some(hint)).await?;
-            hint = latest.version;
-            commit_onto(deps, merge, &latest, epoch).await
-        };
-        match attempt.await {
-            Ok(outcome) => return Ok(outcome),
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                tracing::debug!(shard = %shard.root(), version = hint + 1, "manifest race lost; rebasing compaction");
+    })
+}
+
+/// A merge's change to the manifest: its output in place of its inputs, with the deletes
+/// committed since the base carried over.
+struct MergeCommit<'a> {
+    deps: &'a Deps,
+    merge: &'a Merge,
+    epoch: u64,
+    gc_grace_ms: u64,
+}
+
+impl Rebase for MergeCommit<'_> {
+    type Output = Attempt;
+
+    fn step<'a>(&'a mut self, latest: &'a Manifest) -> BoxFuture<'a, Result<Step<Attempt>>> {
+        Box::pin(async move {
+            // GC deletes unreferenced objects older than the grace period: committing a
+            // manifest that names objects about that old could resurrect deleted files. Half
+            // the grace leaves room for clock skew between this node and the store.
+            let age = self.deps.clock.now_ms().saturating_sub(self.merge.uploaded_at_ms);
+            if self.merge.output.is_some() && age >= self.gc_grace_ms / 2 {
+                let why = format!("the output was uploaded {age} ms ago, too close to the GC grace");
+                return Ok(Step::Stop(Attempt::Abandoned(why)));
             }
-            Err(e) if e.kind() == ErrorKind::Retryable && transient_failures < MAX_TRANSIENT_FAILURES => {
-                transient_failures += 1;
-                tracing::warn!(shard = %shard.root(), error = %e, "compaction commit failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100 << transient_failures)).await;
-            }
-            Err(e) => return Err(e),
-        }
+            next_manifest(self.deps, self.merge, latest, self.epoch).await
+        })
     }
 }
 
-/// Builds and creates the manifest after `latest`.
-async fn commit_onto(deps: &Deps, merge: &Merge, latest: &Manifest, epoch: u64) -> Result<Outcome> {
+/// The manifest after `latest` with the merge in it, or why there is nothing to commit.
+async fn next_manifest(deps: &Deps, merge: &Merge, latest: &Manifest, epoch: u64) -> Result<Step<Attempt>> {
     let shard = &merge.plan.shard;
     let (store, cache) = (deps.store.as_ref(), deps.cache.as_ref());
     if let Some(out) = merge.output.as_ref().and_then(|o| latest.segment(&o.id)) {
         // An earlier attempt whose response was lost did commit.
-        let carried = out.deleted();
-        return Ok(Outcome::Committed(latest.clone(), report(merge, latest, carried)));
+        return Ok(Step::Stop(Attempt::Merged { carried: out.deleted() }));
     }
     let mut carried = RoaringBitmap::new();
     for (input, map) in merge.plan.inputs.iter().zip(&merge.row_map) {
         let Some(now) = latest.segment(&input.id) else {
-            return Ok(Outcome::Abandoned(format!(
+            return Ok(Step::Stop(Attempt::Abandoned(format!(
                 "segment {} left the shard in manifest version {}",
                 input.id, latest.version
-            )));
+            ))));
         };
         if now.tombstone == input.tombstone {
             continue;
@@ -315,9 +332,7 @@ async fn commit_onto(deps: &Deps, merge: &Merge, latest: &Manifest, epoch: u64) 
         committer_epoch: epoch,
         created_ms: deps.clock.now_ms(),
     };
-    manifest::commit(store, shard, &next).await?;
-    let report = report(merge, &next, carried.len() as u32);
-    Ok(Outcome::Committed(next, report))
+    Ok(Step::Commit(next, Attempt::Merged { carried: carried.len() as u32 }))
 }
 
 fn report(merge: &Merge, committed: &Manifest, carried: u32) -> CompactionReport {
@@ -349,7 +364,7 @@ pub(crate) async fn compact_once(
 ) -> Result<Option<CompactionReport>> {
     const MAX_ATTEMPTS: u32 = 3;
     for _ in 0..MAX_ATTEMPTS {
-        let base = load_latest(deps, shard, *hint).await?;
+        let base = manifest::load_latest_or_list(deps.store.as_ref(), shard, *hint).await?;
         *hint = Some(base.version);
         let Some(plan) = plan(shard, &base, config) else {
             return Ok(None);
@@ -372,18 +387,4 @@ pub(crate) async fn compact_once(
         }
     }
     Ok(None)
-}
-
-/// The newest manifest, from a hint when there is one. A hint can point at a version that
-/// garbage collection has since deleted (together with its successor), which the probe
-/// cannot step over; listing the directory then finds the newest.
-pub(crate) async fn load_latest(deps: &Deps, shard: &ShardPaths, hint: Option<u64>) -> Result<Manifest> {
-    let store = deps.store.as_ref();
-    if let Some(h) = hint {
-        match manifest::load_latest(store, shard, Some(h)).await {
-            Ok(m) => return Ok(m),
-            Err(e) => tracing::debug!(shard = %shard.root(), hint = h, error = %e, "manifest hint is stale; listing"),
-        }
-    }
-    manifest::load_latest(store, shard, None).await
 }

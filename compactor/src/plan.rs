@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use strata_shared::manifest::SegmentMeta;
+use strata_storage::manifest::SegmentMeta;
 
 use crate::config::CompactorConfig;
 
@@ -123,7 +123,7 @@ fn select_tombstoned(segments: &[SegmentMeta], config: &CompactorConfig) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use strata_shared::manifest::TombstoneRef;
+    use strata_storage::manifest::TombstoneRef;
 
     use super::*;
 

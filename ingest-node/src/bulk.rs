@@ -16,52 +16,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
-use strata_shared::coord::{Head, shard_key};
-use strata_shared::error::{Error, ErrorKind, Result};
-use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
-use strata_shared::manifest::{self, Manifest};
-use strata_shared::paths::{self, ShardPaths};
-use strata_shared::segment::store::{self as segstore, SegmentIds};
-use strata_shared::types::{Attributes, Row, RowId};
-use utoipa::ToSchema;
+use futures::future::BoxFuture;
+use strata_api::{ApiJson, ApiResult, BulkRequest, BulkResponse, ErrorBody, MAX_BULK_ROWS};
+use strata_coord::{Head, shard_key};
+use strata_deps::Deps;
+use strata_storage::manifest::{self, Manifest, Rebase, RetryPolicy, SegmentMeta, Step};
+use strata_storage::paths::{self, ShardPaths};
+use strata_storage::segment::{self as segstore, SegmentIds};
+use strata_types::{Error, Result};
+use strata_types::{Row, RowId};
 
 use crate::IngestNode;
 use crate::flush::{self, IdCache};
-
-/// Largest number of rows in one bulk request.
-pub const MAX_BULK_ROWS: usize = 1_000_000;
-
-/// One row of a bulk request; the vector is base64 of little-endian `f32` values.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BulkRow {
-    pub id: RowId,
-    /// Base64 (standard alphabet, padded) of `dimension` little-endian `f32` values.
-    pub vector: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub attributes: Option<Attributes>,
-}
-
-/// Body of `POST /v1/collections/{name}/bulk`: rows of ONE shard (`RowId::shard`: FNV-1a
-/// stable hash of the id modulo the shard count).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BulkRequest {
-    pub shard: u32,
-    /// 1 to 1,000,000 rows with unique ids, all of `shard`.
-    pub rows: Vec<BulkRow>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BulkResponse {
-    pub shard: u32,
-    /// Rows written into the new segment.
-    pub imported: usize,
-    pub segment: String,
-    pub manifest_version: u64,
-}
 
 /// Bulk-load rows of one shard into a new segment (bypasses the WAL). Served only by the
 /// shard's writer: other nodes answer 409 naming it.
@@ -78,7 +44,7 @@ pub(crate) async fn bulk_import(
 
 /// Decodes a base64 vector of little-endian `f32`s (the API's one decoder).
 pub fn decode_vector(text: &str) -> Result<Vec<f32>> {
-    strata_shared::vector_encoding::decode_base64_f32(text).map_err(|e| Error::invalid(format!("vector: {e}")))
+    strata_api::vector_encoding::decode_base64_f32(text).map_err(|e| Error::invalid(format!("vector: {e}")))
 }
 
 impl IngestNode {
@@ -142,7 +108,7 @@ impl IngestNode {
         )
         .await?;
         tracing::info!(shard = %paths.root(), segment = %segment_id, rows = n, seconds = started.elapsed().as_secs_f64(), "built bulk segment");
-        let committed = commit(deps, &paths, meta, &seg_ids, &mut ids, base).await?;
+        let committed = commit(deps, &paths, meta, &seg_ids, &mut ids, &base).await?;
         deps.coord
             .publish_head(&shard_key(&def.id, shard), Head { wal_seq: 0, manifest_version: committed.version })
             .await?;
@@ -153,24 +119,43 @@ impl IngestNode {
 /// Commits the bulk segment onto the newest manifest, keeping its `flushed_seq`; rebases
 /// (recomputing tombstones) when another committer wins a version first.
 async fn commit(
-    deps: &strata_shared::deps::Deps,
+    deps: &Deps,
     paths: &ShardPaths,
-    meta: strata_shared::manifest::SegmentMeta,
+    meta: SegmentMeta,
     touched: &[RowId],
     ids: &mut IdCache,
-    mut base: Manifest,
+    base: &Manifest,
 ) -> Result<Manifest> {
-    let mut transient = 0;
-    loop {
-        match flush::commit_onto(deps, paths, &base, Some(meta.clone()), touched, base.flushed_seq, 0, ids).await {
-            Ok(m) => return Ok(m),
-            Err(e) if e.kind() == ErrorKind::Conflict => {}
-            Err(e) if e.kind() == ErrorKind::Retryable && transient < 5 => {
-                transient += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100 << transient)).await;
-            }
-            Err(e) => return Err(e),
-        }
-        base = manifest::load_latest(deps.store.as_ref(), paths, Some(base.version)).await?;
+    let mut change = BulkCommit { deps, paths, meta, touched, ids };
+    let policy = RetryPolicy::default();
+    let store = deps.store.as_ref();
+    let rebased =
+        manifest::commit_with_rebase(store, deps.clock.as_ref(), paths, Some(base.version), policy, &mut change)
+            .await?;
+    Ok(rebased.manifest)
+}
+
+/// A bulk import's change to the manifest: its segment, and tombstones for older copies of
+/// its ids; `flushed_seq` stays.
+struct BulkCommit<'a> {
+    deps: &'a Deps,
+    paths: &'a ShardPaths,
+    meta: SegmentMeta,
+    touched: &'a [RowId],
+    ids: &'a mut IdCache,
+}
+
+impl Rebase for BulkCommit<'_> {
+    type Output = ();
+
+    fn step<'a>(&'a mut self, latest: &'a Manifest) -> BoxFuture<'a, Result<Step<()>>> {
+        Box::pin(async move {
+            let segment = Some(self.meta.clone());
+            let (deps, paths) = (self.deps, self.paths);
+            let next =
+                flush::next_manifest(deps, paths, latest, segment, self.touched, latest.flushed_seq, 0, self.ids)
+                    .await?;
+            Ok(Step::Commit(next, ()))
+        })
     }
 }

@@ -20,16 +20,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, ErrorKind, Result};
-use strata_shared::manifest::{self, Manifest, SegmentMeta, TombstoneRef};
-use strata_shared::paths::{self, ShardPaths};
-use strata_shared::segment::store::{self as segstore, SegmentIds};
-use strata_shared::tombstones;
-use strata_shared::types::{CollectionDef, Row, RowId};
-use strata_shared::wal::{WalEntry, WalOp};
+use futures::future::BoxFuture;
+use strata_deps::Deps;
+use strata_storage::manifest::{self, Manifest, Rebase, RetryPolicy, SegmentMeta, Step, TombstoneRef};
+use strata_storage::paths::{self, ShardPaths};
+use strata_storage::segment::{self as segstore, SegmentIds};
+use strata_storage::tombstones;
+use strata_storage::wal::{WalEntry, WalOp};
+use strata_types::{CollectionDef, Row, RowId};
+use strata_types::{Error, Result};
 
 /// Ids of live segments, loaded once per writer and reused across flushes.
 #[derive(Default)]
@@ -111,7 +111,7 @@ pub(crate) async fn flush(
     .await
     .map_err(|e| Error::internal(format!("segment build panicked: {e}")))??;
 
-    let mut staged = match built {
+    let staged = match built {
         None => None,
         Some(built) => {
             let ids_of_segment = Arc::new(SegmentIds::new(seg_ids));
@@ -126,53 +126,91 @@ pub(crate) async fn flush(
         );
     }
 
-    let mut hint = manifest_hint;
-    let mut transient_failures = 0;
-    loop {
-        // GC deletes unreferenced objects once they are older than its grace period; a
-        // manifest naming an upload about that old could name deleted files. Such an upload
-        // is abandoned to GC and the same segment is uploaded again under a new name.
-        if let Some(s) = staged.take_if(|s| deps.clock.now_ms().saturating_sub(s.started_ms) >= commit_max_age_ms) {
+    let mut change = FlushCommit { deps, shard, staged, touched, ids, max_seq, epoch, commit_max_age_ms };
+    let store = deps.store.as_ref();
+    let rebased = manifest::commit_with_rebase(
+        store,
+        deps.clock.as_ref(),
+        shard,
+        Some(manifest_hint),
+        RetryPolicy::default(),
+        &mut change,
+    )
+    .await?;
+    rebased.value?;
+    if rebased.committed {
+        change.ids.retain(&rebased.manifest);
+    }
+    Ok(rebased.manifest)
+}
+
+/// A flush's change to the manifest: its segment (if any rows survived), tombstones for
+/// every older copy of a touched id, and `flushed_seq` up to the range's end.
+struct FlushCommit<'a> {
+    deps: &'a Deps,
+    shard: &'a ShardPaths,
+    staged: Option<Staged>,
+    touched: Vec<RowId>,
+    ids: &'a mut IdCache,
+    max_seq: u64,
+    epoch: u64,
+    commit_max_age_ms: u64,
+}
+
+impl Rebase for FlushCommit<'_> {
+    /// `Err` when the flush gave up without committing (see [`MAX_UPLOADS`]).
+    type Output = Result<()>;
+
+    fn step<'a>(&'a mut self, base: &'a Manifest) -> BoxFuture<'a, Result<Step<Result<()>>>> {
+        Box::pin(async move {
+            if let Err(gave_up) = self.fresh_upload().await? {
+                // Stopped, not failed: the commit loop must not retry this.
+                return Ok(Step::Stop(Err(gave_up)));
+            }
+            if base.flushed_seq >= self.max_seq {
+                // An earlier attempt of ours committed (its response was lost) — or the log
+                // was taken over. Either way this range is in segments already.
+                return Ok(Step::Stop(Ok(())));
+            }
+            let new_segment = self.staged.as_ref().map(|s| s.meta.clone());
+            let (deps, shard) = (self.deps, self.shard);
+            let next = next_manifest(deps, shard, base, new_segment, &self.touched, self.max_seq, self.epoch, self.ids)
+                .await?;
+            Ok(Step::Commit(next, Ok(())))
+        })
+    }
+}
+
+impl FlushCommit<'_> {
+    /// Makes sure the staged upload is young enough to commit. GC deletes unreferenced
+    /// objects once they are older than its grace period, so a manifest naming an upload
+    /// about that old could name deleted files: such an upload is abandoned to GC and the
+    /// same segment uploaded again under a new name (and checked again). `staged` is
+    /// replaced only once the new upload exists, so a failed upload never leaves the flush
+    /// without its segment. The inner `Err` means it gave up after [`MAX_UPLOADS`].
+    async fn fresh_upload(&mut self) -> Result<Result<()>> {
+        let (deps, shard, max_age) = (self.deps, self.shard, self.commit_max_age_ms);
+        while let Some(s) = self.staged.as_ref().filter(|s| deps.clock.now_ms().saturating_sub(s.started_ms) >= max_age)
+        {
             if s.attempt >= MAX_UPLOADS {
-                return Err(Error::retryable(format!(
+                return Ok(Err(Error::retryable(format!(
                     "flush of {} gave up: {MAX_UPLOADS} uploads of its segment each took longer than \
-                     ingest.flush_commit_max_age_ms ({commit_max_age_ms} ms) to reach a commit",
+                     ingest.flush_commit_max_age_ms ({max_age} ms) to reach a commit",
                     shard.root()
-                )));
+                ))));
             }
             tracing::warn!(
-                shard = %shard.root(), segment = %s.meta.id, max_age_ms = commit_max_age_ms,
+                shard = %shard.root(), segment = %s.meta.id, max_age_ms = max_age,
                 "flush upload too old to commit safely; uploading the segment again"
             );
-            ids.segments.remove(&s.meta.id);
             let range = (s.meta.min_seq, s.meta.max_seq);
-            staged = Some(Staged::upload(deps, shard, s.built, s.ids, range, ids, s.attempt + 1).await?);
-            continue;
+            let (built, seg_ids, attempt, stale_id) =
+                (s.built.clone(), s.ids.clone(), s.attempt + 1, s.meta.id.clone());
+            let fresh = Staged::upload(deps, shard, built, seg_ids, range, self.ids, attempt).await?;
+            self.ids.segments.remove(&stale_id);
+            self.staged = Some(fresh);
         }
-        let base = manifest::load_latest(deps.store.as_ref(), shard, Some(hint)).await?;
-        if base.flushed_seq >= max_seq {
-            // An earlier attempt of ours committed (its response was lost) — or the log was
-            // taken over. Either way this range is in segments already.
-            return Ok(base);
-        }
-        let new_segment = staged.as_ref().map(|s| s.meta.clone());
-        match commit_onto(deps, shard, &base, new_segment, &touched, max_seq, epoch, ids).await {
-            Ok(m) => {
-                ids.retain(&m);
-                return Ok(m);
-            }
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                tracing::debug!(shard = %shard.root(), version = base.version + 1, "manifest race lost; rebasing flush");
-                hint = base.version;
-            }
-            Err(e) if e.kind() == ErrorKind::Retryable && transient_failures < 5 => {
-                transient_failures += 1;
-                tracing::warn!(shard = %shard.root(), error = %e, "flush commit failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100 << transient_failures)).await;
-                hint = base.version;
-            }
-            Err(e) => return Err(e),
-        }
+        Ok(Ok(()))
     }
 }
 
@@ -233,10 +271,10 @@ pub(crate) async fn store_segment(
     Ok(meta)
 }
 
-/// Builds and commits the manifest after `base`: tombstones for every older copy of a
-/// touched id, plus the new segment.
+/// The manifest after `base`: tombstones (written, create-only) for every older copy of a
+/// touched id, plus the new segment. The caller commits it.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn commit_onto(
+pub(crate) async fn next_manifest(
     deps: &Deps,
     shard: &ShardPaths,
     base: &Manifest,
@@ -270,9 +308,7 @@ pub(crate) async fn commit_onto(
     if let Some(s) = new_segment {
         segments.push(s);
     }
-    let next = Manifest { version, flushed_seq, segments, committer_epoch: epoch, created_ms: deps.clock.now_ms() };
-    manifest::commit(deps.store.as_ref(), shard, &next).await?;
-    Ok(next)
+    Ok(Manifest { version, flushed_seq, segments, committer_epoch: epoch, created_ms: deps.clock.now_ms() })
 }
 
 /// Ids that appear more than once in a batch (refused: the intent is ambiguous).
@@ -289,12 +325,12 @@ mod tests {
     use futures::TryStreamExt;
     use object_store::ObjectStore;
     use object_store::memory::InMemory;
-    use strata_shared::cache::{CacheConfig, SegmentCache};
-    use strata_shared::catalog::{self, NewCollection};
-    use strata_shared::coord::InProcess;
-    use strata_shared::deps::Clock;
-    use strata_shared::types::{HnswParams, Metric, Row, RowId};
-    use strata_shared::wal::{WalEntry, WalOp};
+    use strata_coord::InProcess;
+    use strata_storage::cache::{CacheConfig, SegmentCache};
+    use strata_storage::catalog::{self, NewCollection};
+    use strata_storage::wal::{WalEntry, WalOp};
+    use strata_types::time::Clock;
+    use strata_types::{ErrorKind, HnswParams, Metric, Row, RowId};
 
     use super::*;
 
@@ -307,11 +343,20 @@ mod tests {
         step: u64,
     }
 
+    /// Only wall time is scripted; monotonic time and sleeping are the system's.
     impl Clock for ScriptedClock {
         fn now_ms(&self) -> u64 {
             let mut last = self.last.lock().unwrap();
             *last = self.script.lock().unwrap().pop_front().unwrap_or(*last + self.step);
             *last
+        }
+
+        fn now(&self) -> std::time::Instant {
+            strata_types::time::SystemClock.now()
+        }
+
+        fn sleep_until(&self, deadline: std::time::Instant) -> futures::future::BoxFuture<'static, ()> {
+            strata_types::time::SystemClock.sleep_until(deadline)
         }
     }
 
@@ -324,8 +369,9 @@ mod tests {
             store: Arc::new(InMemory::new()),
             coord: Arc::new(InProcess::new()),
             clock: Arc::new(clock),
+            rng: Arc::new(strata_types::random::Random::seeded(7)),
             cache: Arc::new(cache),
-            rpc: strata_shared::rpc::RpcClients::new(Default::default()),
+            rpc: strata_rpc::RpcClients::new(Default::default()),
             node_id: "flush-test".into(),
             metrics: Default::default(),
         };
@@ -337,7 +383,7 @@ mod tests {
             replication: 1,
             hnsw: HnswParams::default(),
         };
-        let def = catalog::create(deps.store.as_ref(), &new, 0).await.unwrap();
+        let def = catalog::create(deps.store.as_ref(), &new, 0, 0).await.unwrap();
         let shard = ShardPaths::new(def.id.clone(), 0);
         (deps, def, shard)
     }
@@ -375,7 +421,7 @@ mod tests {
         assert!(uploaded.contains(&committed.id), "{uploaded:?} lacks {}", committed.id);
         // The committed copy is complete and readable.
         let ids = segstore::load_ids(deps.store.as_ref(), &deps.cache, &shard, &committed.id).await.unwrap();
-        assert_eq!(ids.ids, strata_shared::segment::IdColumn::Ints(vec![1, 2, 3]));
+        assert_eq!(ids.ids, strata_storage::segment::IdColumn::Ints(vec![1, 2, 3]));
     }
 
     #[tokio::test]

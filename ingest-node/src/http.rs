@@ -4,75 +4,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use strata_shared::api::CollectionInfo;
-use strata_shared::catalog::NewCollection;
-use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
-use strata_shared::types::{HnswParams, Metric, Row, RowId};
-use strata_shared::vector_encoding::VectorInput;
-use utoipa::{OpenApi, ToSchema};
+use strata_api::vector_encoding::VectorInput;
+use strata_api::{
+    ApiJson, ApiResult, BulkRequest, BulkResponse, BulkRow, CollectionInfo, CreateCollectionRequest, DeleteRequest,
+    DeleteResponse, DropResponse, ErrorBody, FlushResponse, UpsertRequest, UpsertResponse, UpsertRow,
+};
+use strata_storage::catalog::NewCollection;
+use strata_types::{HnswParams, Metric, Row, RowId};
+use utoipa::OpenApi;
 
 use crate::IngestNode;
-
-/// Body of `POST /v1/collections`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateCollectionRequest {
-    /// 1-64 characters of letters, digits, `_` or `-`.
-    pub name: String,
-    /// Vector dimension, 1..=4096.
-    pub dimension: u32,
-    pub metric: Metric,
-    /// Number of shards, fixed at creation. Default 1.
-    #[serde(default = "one")]
-    pub shards: u32,
-    /// Query replicas per shard (cluster mode). Default 1.
-    #[serde(default = "one")]
-    pub replication: u32,
-    #[serde(default)]
-    pub hnsw: HnswParams,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// Body of `POST /v1/collections/{name}/upsert`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpsertRequest {
-    /// Rows to insert or replace; 1 to `max_batch_rows` (default 10,000), unique ids.
-    pub rows: Vec<Row>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UpsertResponse {
-    /// Rows durably written.
-    pub upserted: usize,
-}
-
-/// Body of `POST /v1/collections/{name}/delete`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteRequest {
-    /// Ids to delete; unknown ids are ignored.
-    pub ids: Vec<RowId>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeleteResponse {
-    pub deleted: usize,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FlushResponse {
-    pub flushed: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DropResponse {
-    pub dropped: String,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -85,12 +26,12 @@ pub struct DropResponse {
         DeleteResponse,
         FlushResponse,
         DropResponse,
-        crate::bulk::BulkRequest,
-        crate::bulk::BulkRow,
-        crate::bulk::BulkResponse,
+        BulkRequest,
+        BulkRow,
+        BulkResponse,
         CollectionInfo,
         ErrorBody,
-        Row,
+        UpsertRow,
         VectorInput,
         RowId,
         Metric,
@@ -163,7 +104,7 @@ async fn upsert(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<UpsertRequest>,
 ) -> ApiResult<Json<UpsertResponse>> {
-    let upserted = node.upsert(&name, req.rows).await?;
+    let upserted = node.upsert(&name, req.rows.into_iter().map(Row::from).collect()).await?;
     Ok(Json(UpsertResponse { upserted }))
 }
 

@@ -6,13 +6,14 @@
 //! an immutable segment (HNSW built off the async runtime), resolves replacements and
 //! deletes into tombstones, and commits the next manifest with rebase on conflict.
 //!
-//! Entry point: [`start`] with an [`IngestConfig`], injected [`Deps`](strata_shared::deps::Deps)
+//! Entry point: [`start`] with an [`IngestConfig`], injected [`Deps`](strata_deps::Deps)
 //! and a shutdown signal; [`http::router`] exposes the REST API.
 
 pub mod bulk;
 mod config;
 mod flush;
 pub mod http;
+mod metrics;
 mod node;
 mod ownership;
 #[cfg(test)]

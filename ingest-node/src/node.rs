@@ -19,18 +19,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::{BoxFuture, try_join_all};
-use strata_shared::catalog::{self, NewCollection};
-use strata_shared::coord::{self, Head, LeaseKind, Member, Role, shard_key};
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, Result};
-use strata_shared::resolver::Resolver;
-use strata_shared::rpc::ShardWrites;
-use strata_shared::types::{CollectionDef, Row, RowId};
-use strata_shared::wal::WalOp;
+use strata_coord::{Head, LeaseKind, Member, Role, catalog_key, shard_key};
+use strata_deps::Deps;
+use strata_deps::Resolver;
+use strata_rpc::ShardWrites;
+use strata_storage::catalog::{self, NewCollection};
+use strata_storage::wal::WalOp;
+use strata_types::{CollectionDef, Row, RowId};
+use strata_types::{Error, Result};
 use tokio::sync::{Mutex, watch};
 
 use crate::config::IngestConfig;
 use crate::flush::first_duplicate;
+use crate::metrics::IngestMetrics;
 use crate::writer::ShardWriter;
 
 /// A running ingest role. Cheap to clone.
@@ -46,6 +47,7 @@ pub(crate) struct Inner {
     pub resolver: Resolver,
     /// Local shard writers by (collection id, shard).
     pub writers: Mutex<HashMap<(String, u32), Arc<ShardWriter>>>,
+    pub metrics: Arc<IngestMetrics>,
 }
 
 /// Starts the ingest role: starts the writers of every shard this node owns (so unflushed
@@ -53,11 +55,12 @@ pub(crate) struct Inner {
 pub async fn start(config: IngestConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<IngestNode> {
     let node = IngestNode {
         inner: Arc::new(Inner {
-            deps,
+            deps: deps.clone(),
             config: Arc::new(config),
             shutdown: shutdown.clone(),
             resolver: Resolver::default(),
             writers: Mutex::new(HashMap::new()),
+            metrics: Arc::new(IngestMetrics::register(&deps.metrics)),
         }),
     };
     node.reconcile_writers().await?;
@@ -77,7 +80,7 @@ impl IngestNode {
 
     pub async fn create_collection(&self, new: NewCollection) -> Result<CollectionDef> {
         let deps = &self.inner.deps;
-        let def = catalog::create(deps.store.as_ref(), &new, deps.clock.now_ms()).await?;
+        let def = catalog::create(deps.store.as_ref(), &new, deps.clock.now_ms(), deps.rng.next_u32()).await?;
         self.publish_catalog_head(&def.name).await?;
         Ok(def)
     }
@@ -95,9 +98,7 @@ impl IngestNode {
     async fn publish_catalog_head(&self, name: &str) -> Result<()> {
         let deps = &self.inner.deps;
         if let Some(entry) = catalog::newest_entry(deps.store.as_ref(), name).await? {
-            deps.coord
-                .publish_head(&coord::catalog_key(name), Head { wal_seq: entry.version, manifest_version: 0 })
-                .await?;
+            deps.coord.publish_head(&catalog_key(name), Head { wal_seq: entry.version, manifest_version: 0 }).await?;
         }
         Ok(())
     }
@@ -164,8 +165,15 @@ impl IngestNode {
         }
         let inner = &self.inner;
         let writer = Arc::new(
-            ShardWriter::start(inner.deps.clone(), def.clone(), shard, inner.config.clone(), inner.shutdown.clone())
-                .await?,
+            ShardWriter::start(
+                inner.deps.clone(),
+                inner.metrics.clone(),
+                def.clone(),
+                shard,
+                inner.config.clone(),
+                inner.shutdown.clone(),
+            )
+            .await?,
         );
         map.insert(slot, writer.clone());
         Ok(writer)
@@ -248,7 +256,7 @@ impl IngestNode {
             let s = w.snapshot();
             (w.collection().to_owned(), s.shard, s.backlog_rows, s.backlog_bytes)
         });
-        self.inner.deps.metrics.export_ingest_backlog(shards);
+        self.inner.metrics.export_backlog(shards);
     }
 
     /// The incarnation a forwarded request names, checked against the name's current one.

@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_shared::catalog;
-use strata_shared::coord::shard_key;
-use strata_shared::error::Result;
+use strata_coord::shard_key;
+use strata_storage::catalog;
+use strata_types::Result;
 use tokio::sync::watch;
 
 use crate::node::IngestNode;
@@ -59,7 +59,7 @@ impl IngestNode {
             }
         }
         let mut writers = self.inner.writers.lock().await;
-        let handoffs = self.inner.deps.metrics.coord_handoffs.with_label_values(&["writer"]);
+        let handoffs = &self.inner.metrics.handoffs;
         writers.retain(|slot, w| {
             let keep = owned.contains(slot) && !w.is_stopped();
             if !keep {

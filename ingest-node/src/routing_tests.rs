@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use object_store::memory::InMemory;
-use strata_shared::cache::{CacheConfig, SegmentCache};
-use strata_shared::catalog::{self, NewCollection};
-use strata_shared::coord::{Coordination, InProcess, LeaseKind, Member, Role, shard_key};
-use strata_shared::deps::{Deps, SystemClock};
-use strata_shared::error::ErrorKind;
-use strata_shared::types::{CollectionDef, HnswParams, Metric};
+use strata_coord::{Coordination, InProcess, LeaseKind, Member, Role, shard_key};
+use strata_deps::Deps;
+use strata_storage::cache::{CacheConfig, SegmentCache};
+use strata_storage::catalog::{self, NewCollection};
+use strata_types::ErrorKind;
+use strata_types::time::SystemClock;
+use strata_types::{CollectionDef, HnswParams, Metric};
 use tokio::sync::watch;
 
 use crate::{IngestConfig, IngestNode};
@@ -35,8 +36,9 @@ async fn start(ids: &[&str]) -> Pair {
             store: store.clone(),
             coord: coord.clone(),
             clock: Arc::new(SystemClock),
+            rng: Arc::new(strata_types::random::Random::seeded(7)),
             cache: Arc::new(cache),
-            rpc: strata_shared::rpc::RpcClients::new(Default::default()),
+            rpc: strata_rpc::RpcClients::new(Default::default()),
             node_id: (*id).into(),
             metrics: Default::default(),
         };
@@ -98,7 +100,7 @@ async fn collection(pair: &Pair) -> Arc<CollectionDef> {
         replication: 1,
         hnsw: HnswParams::default(),
     };
-    Arc::new(catalog::create(pair.nodes[0].inner.deps.store.as_ref(), &new, 0).await.unwrap())
+    Arc::new(catalog::create(pair.nodes[0].inner.deps.store.as_ref(), &new, 0, 0).await.unwrap())
 }
 
 #[tokio::test]

@@ -19,18 +19,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
-use strata_shared::coord::{Head, Lease, LeaseKind, shard_key};
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, ErrorKind, Result};
-use strata_shared::manifest::{self, Manifest};
-use strata_shared::paths::ShardPaths;
-use strata_shared::types::CollectionDef;
-use strata_shared::wal::{self, WalEntry, WalOp};
+use strata_coord::{Head, Lease, LeaseKind, shard_key};
+use strata_deps::Deps;
+use strata_storage::manifest::{self, Manifest};
+use strata_storage::paths::ShardPaths;
+use strata_storage::wal::{self, WalEntry, WalOp};
+use strata_types::CollectionDef;
+use strata_types::{Error, ErrorKind, Result};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::IngestConfig;
 use crate::flush::{self, IdCache};
+use crate::metrics::IngestMetrics;
 
 /// Live counters of a shard writer, readable without talking to the actor.
 #[derive(Debug, Default)]
@@ -75,6 +76,7 @@ impl ShardWriter {
     /// Takes the shard's writer lease, recovers its unflushed WAL tail and starts the actor.
     pub async fn start(
         deps: Deps,
+        metrics: Arc<IngestMetrics>,
         def: Arc<CollectionDef>,
         shard: u32,
         config: Arc<IngestConfig>,
@@ -106,6 +108,7 @@ impl ShardWriter {
         let (tx, rx) = mpsc::channel(1024);
         let actor = Actor {
             deps,
+            metrics,
             def: def.clone(),
             paths,
             key,
@@ -183,6 +186,7 @@ fn entry_bytes(entry: &WalEntry) -> usize {
 
 struct Actor {
     deps: Deps,
+    metrics: Arc<IngestMetrics>,
     def: Arc<CollectionDef>,
     paths: ShardPaths,
     key: String,
@@ -301,7 +305,7 @@ impl Actor {
         let started = std::time::Instant::now();
         match wal::put_entry(self.deps.store.as_ref(), &self.paths, &entry).await {
             Ok(()) => {
-                self.deps.metrics.observe_wal_commit(entry.ops.len(), entry_bytes(&entry), started.elapsed());
+                self.metrics.observe_wal_commit(entry.ops.len(), entry_bytes(&entry), started.elapsed());
                 self.accept(entry);
                 let seq = self.next_seq - 1;
                 // Strong reads trust the published head (decision 0004): a write whose head
@@ -377,6 +381,7 @@ impl Actor {
         let entries: Vec<Arc<WalEntry>> = self.memtable.iter().cloned().collect();
         let mut ids = self.ids.take().expect("checked above");
         let (deps, def, paths, config) = (self.deps.clone(), self.def.clone(), self.paths.clone(), self.config.clone());
+        let metrics = self.metrics.clone();
         let (epoch, hint, done_tx) = (self.lease.epoch, self.manifest.version, done_tx.clone());
         tokio::spawn(async move {
             let started = std::time::Instant::now();
@@ -391,8 +396,8 @@ impl Actor {
             };
             let result = flush::flush(target, entries, &mut ids, hint).await;
             if result.is_ok() {
-                deps.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
-                deps.metrics.flush_rows.inc_by(ops as u64);
+                metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+                metrics.flush_rows.inc_by(ops as u64);
             }
             let _ = done_tx.send((result, ids)).await;
         });

@@ -3,74 +3,14 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use strata_shared::api::CollectionInfo;
-use strata_shared::http::{ApiJson, ApiResult, ErrorBody};
-use strata_shared::types::RowId;
-use strata_shared::vector_encoding::VectorInput;
-use utoipa::{OpenApi, ToSchema};
+use strata_api::vector_encoding::VectorInput;
+use strata_api::{
+    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, Consistency, ErrorBody, GetRequest,
+    GetResponse, ListResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
+};
+use utoipa::OpenApi;
 
 use crate::QueryNode;
-use crate::api::{
-    CollectionDescription, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse, ShardInfo,
-};
-
-/// Body of `POST /v1/collections/{name}/get`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GetRequest {
-    pub ids: Vec<RowId>,
-    #[serde(default)]
-    pub include_vector: bool,
-    #[serde(default)]
-    pub include_attributes: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct GetResponse {
-    /// The rows that exist, in request order.
-    pub rows: Vec<ResultRow>,
-}
-
-/// Body of `POST /v1/collections/{name}/scan`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScanRequest {
-    pub shard: u32,
-    /// Continue after this id (the previous page's `next_after`); absent for the first page.
-    #[serde(default)]
-    pub after: Option<RowId>,
-    /// Rows per page, 1..=10,000. Default 1,000.
-    #[serde(default = "default_scan_limit")]
-    pub limit: u32,
-}
-
-fn default_scan_limit() -> u32 {
-    1000
-}
-
-/// One scanned row: always with its vector; attributes when it has any.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ScanRow {
-    pub id: RowId,
-    pub vector: Vec<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub attributes: Option<strata_shared::types::Attributes>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ScanResponse {
-    /// Live rows of the shard ordered by id (integers before strings).
-    pub rows: Vec<ScanRow>,
-    /// Pass as `after` for the next page; null when the shard has no more rows.
-    pub next_after: Option<RowId>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ListResponse {
-    pub collections: Vec<CollectionInfo>,
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -12,18 +12,15 @@
 //!
 //! Entry point: [`start`]; [`http::router`] exposes the REST API.
 
-mod api;
 mod config;
 pub mod http;
+mod metrics;
 mod node;
 mod router;
 mod serving;
 mod shard;
 mod tail;
 
-pub use api::{
-    CollectionDescription, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse, ShardInfo,
-};
 pub use config::QueryConfig;
 pub use node::{QueryNode, start};
 

@@ -12,16 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use strata_shared::coord::{ServeState, shard_key};
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, Result};
-use strata_shared::resolver::Resolver;
-use strata_shared::rpc::{MAX_SCAN_ROWS, ShardReads, ShardRow, ShardScan, ShardSearch, ShardStats};
-use strata_shared::segment::store::prepare_query;
-use strata_shared::types::{CollectionDef, RowId};
+use strata_coord::{ServeState, shard_key};
+use strata_deps::Deps;
+use strata_deps::Resolver;
+use strata_rpc::{MAX_SCAN_ROWS, ShardReads, ShardRow, ShardScan, ShardSearch, ShardStats};
+use strata_storage::segment::prepare_query;
+use strata_types::{CollectionDef, RowId};
+use strata_types::{Error, Result};
 use tokio::sync::watch;
 
 use crate::config::QueryConfig;
+use crate::metrics::QueryMetrics;
 use crate::shard::ShardReader;
 
 /// A shard held by this node.
@@ -50,6 +51,7 @@ pub(crate) struct Inner {
     /// Rotates the first replica tried, to spread load over replicas.
     pub round_robin: AtomicUsize,
     pub started: Instant,
+    pub metrics: QueryMetrics,
 }
 
 /// Starts the query role: plans which shards this node serves, then loads them and keeps
@@ -57,7 +59,7 @@ pub(crate) struct Inner {
 pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<QueryNode> {
     let node = QueryNode {
         inner: Arc::new(Inner {
-            deps,
+            deps: deps.clone(),
             config,
             resolver: Resolver::default(),
             shards: Mutex::default(),
@@ -65,6 +67,7 @@ pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bo
             reconciled: AtomicBool::new(false),
             round_robin: AtomicUsize::new(0),
             started: Instant::now(),
+            metrics: QueryMetrics::register(&deps.metrics),
         }),
     };
     // Plan before returning so readiness is accurate at once; loading goes on behind.

@@ -13,18 +13,18 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use futures::future::join_all;
-use strata_shared::api::CollectionInfo;
-use strata_shared::catalog;
-use strata_shared::coord::{Role, ServeState, shard_key};
-use strata_shared::error::{Error, ErrorKind, Result};
-use strata_shared::rpc::{ShardReads, ShardRow, ShardScan, ShardSearch};
-use strata_shared::segment::store::score_of;
-use strata_shared::types::{CollectionDef, RowId};
+use strata_api::CollectionInfo;
+use strata_coord::{Role, ServeState, shard_key};
+use strata_rpc::{ShardReads, ShardRow, ShardScan, ShardSearch};
+use strata_storage::catalog;
+use strata_storage::segment::score_of;
+use strata_types::{CollectionDef, RowId};
+use strata_types::{Error, ErrorKind, Result};
 
-use crate::api::{
+use crate::node::QueryNode;
+use strata_api::{
     CollectionDescription, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse, ShardInfo,
 };
-use crate::node::QueryNode;
 
 impl QueryNode {
     /// The nodes to ask for `shard`, best first (see the module docs). `None` is this node.

@@ -16,12 +16,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use strata_shared::catalog;
-use strata_shared::coord::{ClusterView, ServeState, ServingRecord, shard_key};
-use strata_shared::error::Result;
-use strata_shared::types::CollectionDef;
+use strata_coord::{ClusterView, ServeState, ServingRecord, shard_key};
+use strata_storage::catalog;
+use strata_types::CollectionDef;
+use strata_types::Result;
 use tokio::sync::watch;
 
+use crate::metrics::HeldShard;
 use crate::node::{QueryNode, lock};
 use crate::shard::ShardReader;
 
@@ -73,16 +74,20 @@ impl QueryNode {
     /// Copies rows and segments of every shard held here, and the load progress, into the
     /// metrics gauges (called at scrape time).
     pub fn export_metrics(&self) {
-        let shards: Vec<(String, u32, u64, u64)> = lock(&self.inner.shards)
+        let shards: Vec<HeldShard> = lock(&self.inner.shards)
             .iter()
             .map(|((_, shard), local)| {
                 let state = local.reader.read();
-                let rows = ShardReader::live_rows(&state);
-                (local.reader.def().name.clone(), *shard, rows, state.manifest.segments.len() as u64)
+                HeldShard {
+                    collection: local.reader.def().name.clone(),
+                    shard: *shard,
+                    rows: ShardReader::live_rows(&state),
+                    segments: state.manifest.segments.len() as u64,
+                }
             })
             .collect();
         let (serving, assigned) = self.load_progress();
-        self.inner.deps.metrics.export_query_shards(shards, serving, assigned);
+        self.inner.metrics.export_shards(shards, serving, assigned);
     }
 
     /// Works out which shards this node should serve: marks newly assigned ones
@@ -124,7 +129,7 @@ impl QueryNode {
             if handed_over {
                 tracing::info!(collection_id = %id, shard, "no longer serving the shard");
                 deps.coord.clear_serving(&id, shard, &me).await?;
-                deps.metrics.coord_handoffs.with_label_values(&["serve"]).inc();
+                self.inner.metrics.handoffs.inc();
                 lock(&self.inner.assigned).remove(&(id.clone(), shard));
                 lock(&self.inner.shards).remove(&(id, shard));
             }
@@ -161,7 +166,7 @@ impl QueryNode {
         self.local_shard(collection_id, shard, started, None).await?;
         deps.coord.set_serving(record(ServeState::Serving)).await?;
         lock(&self.inner.assigned).insert(slot, ServeState::Serving);
-        deps.metrics.query_shard_load_seconds.observe(started.elapsed().as_secs_f64());
+        self.inner.metrics.shard_load_seconds.observe(started.elapsed().as_secs_f64());
         tracing::info!(collection_id, shard, took_ms = started.elapsed().as_millis() as u64, "serving the shard");
         Ok(())
     }

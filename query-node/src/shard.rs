@@ -18,15 +18,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use roaring::RoaringBitmap;
-use strata_shared::deps::Deps;
-use strata_shared::error::{Error, Result};
-use strata_shared::index::Candidate;
-use strata_shared::manifest::{self, Manifest};
-use strata_shared::paths::ShardPaths;
-use strata_shared::segment::store::LoadedSegment;
-use strata_shared::tombstones;
-use strata_shared::types::{CollectionDef, Row, RowId};
-use strata_shared::wal;
+use strata_deps::Deps;
+use strata_index::Candidate;
+use strata_storage::manifest::{self, Manifest};
+use strata_storage::paths::ShardPaths;
+use strata_storage::segment::LoadedSegment;
+use strata_storage::tombstones;
+use strata_storage::wal;
+use strata_types::{CollectionDef, Row, RowId};
+use strata_types::{Error, Result};
 
 use crate::tail::{Newest, Tail};
 
@@ -76,7 +76,7 @@ impl ShardReader {
         let paths = ShardPaths::new(def.id.clone(), shard);
         let tail = Tail::new(def.metric, def.dimension as usize, 0);
         Self {
-            key: strata_shared::coord::shard_key(&def.id, shard),
+            key: strata_coord::shard_key(&def.id, shard),
             deps,
             def,
             paths,

@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use strata_shared::index::{self, Candidate};
-use strata_shared::segment::store::{prepare_query, space_of};
-use strata_shared::types::{Metric, Row, RowId};
-use strata_shared::wal::{WalEntry, WalOp};
+use strata_index::{self as index, Candidate};
+use strata_storage::segment::{prepare_query, space_of};
+use strata_storage::wal::{WalEntry, WalOp};
+use strata_types::{Metric, Row, RowId};
 
 /// Where the newest op of an id lives.
 #[derive(Clone, Copy, Debug)]

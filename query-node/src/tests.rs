@@ -5,23 +5,27 @@ use std::sync::Arc;
 
 use object_store::memory::InMemory;
 use serde_json::json;
-use strata_shared::cache::{CacheConfig, SegmentCache};
-use strata_shared::catalog::{self, NewCollection};
-use strata_shared::coord::{Head, InProcess, shard_key};
-use strata_shared::deps::{Deps, SystemClock};
-use strata_shared::paths::ShardPaths;
-use strata_shared::types::{HnswParams, Metric, Row, RowId};
-use strata_shared::wal::{self, WalEntry, WalOp};
+use strata_coord::{Head, InProcess, shard_key};
+use strata_deps::Deps;
+use strata_storage::cache::{CacheConfig, SegmentCache};
+use strata_storage::catalog::{self, NewCollection};
+use strata_storage::paths::ShardPaths;
+use strata_storage::wal::{self, WalEntry, WalOp};
+use strata_types::time::SystemClock;
+use strata_types::{HnswParams, Metric, Row, RowId};
 
-use crate::{QueryConfig, SearchRequest};
+use strata_api::SearchRequest;
+
+use crate::QueryConfig;
 
 async fn deps() -> Deps {
     Deps {
         store: Arc::new(InMemory::new()),
         coord: Arc::new(InProcess::new()),
         clock: Arc::new(SystemClock),
+        rng: Arc::new(strata_types::random::Random::seeded(7)),
         cache: Arc::new(SegmentCache::open(&CacheConfig { disk_dir: None, ..Default::default() }).await.unwrap()),
-        rpc: strata_shared::rpc::RpcClients::new(Default::default()),
+        rpc: strata_rpc::RpcClients::new(Default::default()),
         node_id: "test".into(),
         metrics: Default::default(),
     }
@@ -36,7 +40,7 @@ fn search(v: f32) -> SearchRequest {
     serde_json::from_value(json!({"vector": [v, 0.0], "top_k": 5})).unwrap()
 }
 
-fn ids(r: &crate::SearchResponse) -> Vec<RowId> {
+fn ids(r: &strata_api::SearchResponse) -> Vec<RowId> {
     r.results.iter().map(|r| r.id.clone()).collect()
 }
 
@@ -53,7 +57,7 @@ async fn strong_reads_probe_storage_without_heads_and_follow_published_heads() {
         replication: 1,
         hnsw: HnswParams::default(),
     };
-    let def = catalog::create(deps.store.as_ref(), &new, 1).await.unwrap();
+    let def = catalog::create(deps.store.as_ref(), &new, 1, 0).await.unwrap();
     let shard = ShardPaths::new(def.id.clone(), 0);
     wal::put_entry(deps.store.as_ref(), &shard, &upsert(1, 10, 1.0)).await.unwrap();
     wal::put_entry(deps.store.as_ref(), &shard, &upsert(2, 20, 2.0)).await.unwrap();

@@ -13,11 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use strata_shared::catalog;
-use strata_shared::coord::{ClusterView, LeaseKind, Role, ServeState, shard_key};
-use strata_shared::deps::Deps;
-use strata_shared::error::Error;
-use strata_shared::http::{ApiResult, ErrorBody};
+use strata_api::{ApiResult, ErrorBody};
+use strata_coord::{ClusterView, LeaseKind, Role, ServeState, shard_key};
+use strata_deps::Deps;
+use strata_storage::catalog;
+use strata_types::Error;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// A node as the admin API shows it (one entry per node id, whatever its roles).

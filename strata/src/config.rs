@@ -28,12 +28,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use strata_compactor::CompactorConfig;
+use strata_coord::etcd::EtcdConfig;
 use strata_ingest::IngestConfig;
 use strata_query::QueryConfig;
-use strata_shared::cache::CacheConfig;
-use strata_shared::coord::etcd::EtcdConfig;
-use strata_shared::rpc::RpcConfig;
-use strata_shared::store::StorageConfig;
+use strata_rpc::RpcConfig;
+use strata_storage::cache::CacheConfig;
+use strata_storage::store::StorageConfig;
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "STRATA__";

@@ -14,12 +14,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use prometheus::{HistogramVec, IntCounterVec};
 use serde::{Deserialize, Serialize};
-use strata_shared::coord::Role;
-use strata_shared::deps::Deps;
-use strata_shared::http::ApiError;
-use strata_shared::metrics::Metrics;
-use strata_shared::rpc::server::RpcCounters;
+use strata_api::ApiError;
+use strata_coord::LeaseMetrics;
+use strata_coord::Role;
+use strata_deps::Deps;
+use strata_rpc::server::RpcCounters;
+use strata_storage::cache::CacheMetrics;
+use strata_types::metrics::{LATENCY_BUCKETS, Metrics};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::node::Mode;
@@ -42,7 +45,7 @@ pub struct NodeInfo {
     pub rpc_bytes_out: u64,
     /// Segment cache hits per tier, misses, and bytes fetched from object storage.
     #[schema(value_type = Object)]
-    pub cache: strata_shared::cache::CacheStats,
+    pub cache: strata_storage::cache::CacheStats,
 }
 
 #[derive(OpenApi)]
@@ -57,7 +60,14 @@ pub fn router(
     counters: Arc<RpcCounters>,
 ) -> Router {
     let info_state = (mode, deps.clone(), counters);
-    let scrape_state = ScrapeState { deps: deps.clone(), ingest: ingest.clone(), query: query.clone() };
+    let scrape_state = ScrapeState {
+        deps: deps.clone(),
+        ingest: ingest.clone(),
+        query: query.clone(),
+        cache: CacheMetrics::register(&deps.metrics),
+        leases: LeaseMetrics::register(&deps.metrics),
+    };
+    let http_metrics = HttpMetrics::register(&deps.metrics);
     let mut router = Router::new()
         .merge(crate::admin::router(deps.clone()))
         .route("/healthz", get(|| async { "ok" }))
@@ -100,12 +110,37 @@ pub fn router(
                 ),
             )
         })
-        .layer(axum::middleware::from_fn_with_state(deps.metrics.clone(), track))
+        .layer(axum::middleware::from_fn_with_state(http_metrics, track))
+}
+
+/// The REST series: requests by route template, method and status, and their latency.
+#[derive(Clone)]
+struct HttpMetrics {
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+}
+
+impl HttpMetrics {
+    fn register(metrics: &Metrics) -> HttpMetrics {
+        HttpMetrics {
+            requests: metrics.counter_vec(
+                "strata_http_requests_total",
+                "HTTP requests answered, by route template, method and status code.",
+                &["route", "method", "status"],
+            ),
+            request_seconds: metrics.histogram_vec(
+                "strata_http_request_seconds",
+                "HTTP request latency until the response head, by route template and method.",
+                LATENCY_BUCKETS,
+                &["route", "method"],
+            ),
+        }
+    }
 }
 
 /// Counts and times one request by route template, method and status. Labels stay
 /// bounded: the template, never the raw path; unknown methods are `other`.
-async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = match *req.method() {
         Method::GET => "GET",
@@ -119,16 +154,21 @@ async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) ->
     };
     let started = Instant::now();
     let response = next.run(req).await;
-    metrics.observe_http(&route, method, response.status().as_u16(), started.elapsed());
+    let status = response.status().as_u16().to_string();
+    metrics.requests.with_label_values(&[route.as_str(), method, &status]).inc();
+    metrics.request_seconds.with_label_values(&[route.as_str(), method]).observe(started.elapsed().as_secs_f64());
     response
 }
 
-/// What a scrape refreshes: the process's metrics and the roles whose state it copies in.
+/// What a scrape refreshes: the process's metrics and the components whose state it
+/// copies in.
 #[derive(Clone)]
 struct ScrapeState {
     deps: Deps,
     ingest: Option<strata_ingest::IngestNode>,
     query: Option<strata_query::QueryNode>,
+    cache: CacheMetrics,
+    leases: LeaseMetrics,
 }
 
 /// Prometheus metrics of this process, in the text exposition format (see docs/metrics.md).
@@ -142,8 +182,8 @@ async fn metrics(State(state): State<ScrapeState>) -> impl IntoResponse {
     if let Some(query) = &state.query {
         query.export_metrics();
     }
-    metrics.export_cache(&state.deps.cache.stats());
-    metrics.export_leases(&state.deps.coord.view().borrow(), &state.deps.node_id);
+    state.cache.export(&state.deps.cache.stats());
+    state.leases.export(&state.deps.coord.view().borrow(), &state.deps.node_id);
     ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], metrics.render())
 }
 

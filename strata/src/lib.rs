@@ -1,12 +1,12 @@
-//! The `strata` binary's library half: configuration, the composition of the roles into a
-//! process (standalone or one cluster role), the REST surface (role routes, cluster admin,
-//! health, OpenAPI) and the benchmark client. `main.rs` only parses the command line.
+//! The `strata` binary's library half: the command line ([`cli`]), configuration, the
+//! composition of the roles into a process (standalone or one cluster role, [`node`]) and
+//! the REST surface around the roles' routes (cluster admin, health, metrics, OpenAPI,
+//! the admin page). The tools (`bench`, `import`, …) are `strata-tools`'.
 
 pub mod admin;
-pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod node;
 pub mod standalone;
-pub mod tools;
 pub mod ui;

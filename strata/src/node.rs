@@ -13,15 +13,17 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
-use strata_shared::cache::SegmentCache;
-use strata_shared::coord::etcd::Etcd;
-use strata_shared::coord::{Coordination, InProcess, Member, Role};
-use strata_shared::deps::{Deps, SystemClock};
-use strata_shared::instrumented_store::InstrumentedStore;
-use strata_shared::metrics::Metrics;
-use strata_shared::rpc::RpcClients;
-use strata_shared::rpc::server::NodeService;
-use strata_shared::store;
+use strata_coord::etcd::Etcd;
+use strata_coord::{Coordination, InProcess, Member, Role};
+use strata_deps::Deps;
+use strata_rpc::RpcClients;
+use strata_rpc::server::NodeService;
+use strata_storage::cache::SegmentCache;
+use strata_storage::instrumented_store::InstrumentedStore;
+use strata_storage::store;
+use strata_types::metrics::Metrics;
+use strata_types::random::Random;
+use strata_types::time::SystemClock;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -68,7 +70,7 @@ impl Node {
     pub async fn start(mode: Mode, mut config: Config) -> anyhow::Result<Node> {
         let metrics = Arc::new(Metrics::new());
         // Every request to object storage is counted and timed, the startup probe included.
-        let store = InstrumentedStore::wrap(open_store(mode, &config).await?, metrics.clone());
+        let store = InstrumentedStore::wrap(open_store(mode, &config).await?, &metrics);
         store::check_create_only(store.as_ref())
             .await
             .map_err(|e| anyhow::anyhow!("object storage check failed: {e}"))?;
@@ -91,6 +93,7 @@ impl Node {
             store,
             coord,
             clock: Arc::new(SystemClock),
+            rng: Arc::new(Random::from_entropy()),
             cache,
             rpc: RpcClients::new(config.rpc.clone()),
             node_id,

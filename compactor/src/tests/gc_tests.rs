@@ -5,12 +5,12 @@
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
-use strata_shared::catalog;
-use strata_shared::deps::Clock;
-use strata_shared::paths::{self, ShardPaths};
-use strata_shared::segment::store as segstore;
-use strata_shared::types::CollectionDef;
-use strata_shared::wal::{self, WalEntry, WalOp};
+use strata_storage::catalog;
+use strata_storage::paths::{self, ShardPaths};
+use strata_storage::segment as segstore;
+use strata_storage::wal::{self, WalEntry, WalOp};
+use strata_types::CollectionDef;
+use strata_types::time::Clock;
 
 use super::harness::{Harness, apply, del, put, row, test_config};
 

@@ -10,16 +10,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use strata_shared::cache::{CacheConfig, SegmentCache};
-use strata_shared::catalog::{self, NewCollection};
-use strata_shared::coord::InProcess;
-use strata_shared::deps::{Clock, Deps, SystemClock};
-use strata_shared::manifest::{self, Manifest, SegmentMeta, TombstoneRef};
-use strata_shared::paths::{self, ShardPaths};
-use strata_shared::segment::store::{self as segstore, LoadedSegment};
-use strata_shared::tombstones;
-use strata_shared::types::{Attributes, CollectionDef, HnswParams, Metric, Row, RowId};
-use strata_shared::wal::{self, WalEntry, WalOp};
+use strata_coord::InProcess;
+use strata_deps::Deps;
+use strata_storage::cache::{CacheConfig, SegmentCache};
+use strata_storage::catalog::{self, NewCollection};
+use strata_storage::manifest::{self, Manifest, SegmentMeta, TombstoneRef};
+use strata_storage::paths::{self, ShardPaths};
+use strata_storage::segment::{self as segstore, LoadedSegment};
+use strata_storage::tombstones;
+use strata_storage::wal::{self, WalEntry, WalOp};
+use strata_types::time::{Clock, SystemClock};
+use strata_types::{Attributes, CollectionDef, HnswParams, Metric, Row, RowId};
 use tokio::sync::watch;
 
 use crate::{Compactor, CompactorConfig};
@@ -38,9 +39,19 @@ impl TestClock {
     }
 }
 
+/// Wall time is shifted; monotonic time and sleeping are the system's (the compactor's
+/// age decisions read wall time, compared with the store's object timestamps).
 impl Clock for TestClock {
     fn now_ms(&self) -> u64 {
         SystemClock.now_ms() + self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    fn now(&self) -> std::time::Instant {
+        SystemClock.now()
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> futures::future::BoxFuture<'static, ()> {
+        SystemClock.sleep_until(deadline)
     }
 }
 
@@ -86,8 +97,9 @@ impl Harness {
             store,
             coord: Arc::new(InProcess::new()),
             clock: clock.clone(),
+            rng: Arc::new(strata_types::random::Random::seeded(7)),
             cache: Arc::new(cache),
-            rpc: strata_shared::rpc::RpcClients::new(Default::default()),
+            rpc: strata_rpc::RpcClients::new(Default::default()),
             node_id: "compactor-test".into(),
             metrics: Default::default(),
         };
@@ -115,7 +127,7 @@ impl Harness {
             replication: 1,
             hnsw: HnswParams::default(),
         };
-        catalog::create(self.store(), &new, self.clock.now_ms()).await.unwrap()
+        catalog::create(self.store(), &new, self.clock.now_ms(), self.deps.rng.next_u32()).await.unwrap()
     }
 
     pub async fn flush(&self, def: &CollectionDef, shard: u32, ops: Vec<WalOp>) -> Manifest {

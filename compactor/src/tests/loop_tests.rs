@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strata_shared::coord::{LeaseKind, shard_key};
-use strata_shared::error::ErrorKind;
-use strata_shared::paths::ShardPaths;
-use strata_shared::types::RowId;
-use strata_shared::wal::WalOp;
+use strata_coord::{LeaseKind, shard_key};
+use strata_storage::paths::ShardPaths;
+use strata_storage::wal::WalOp;
+use strata_types::ErrorKind;
+use strata_types::RowId;
 
 use super::harness::{Harness, Live, apply, del, put, test_config};
 use crate::CompactorConfig;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use proptest::prelude::*;
-use strata_shared::deps::Deps;
-use strata_shared::paths::ShardPaths;
-use strata_shared::segment::store::{LoadedSegment, prepare_query};
-use strata_shared::types::RowId;
-use strata_shared::wal::WalOp;
+use strata_deps::Deps;
+use strata_storage::paths::ShardPaths;
+use strata_storage::segment::{LoadedSegment, prepare_query};
+use strata_storage::wal::WalOp;
+use strata_types::RowId;
 
 use super::harness::{Harness, Live, apply, del, flush, put, row, test_config};
 use super::hook_store::HookStore;
@@ -24,11 +24,7 @@ fn puts(ids: std::ops::Range<u64>, version: u32) -> Vec<WalOp> {
 }
 
 /// Flushes each batch in turn, returning the model of what must be live.
-async fn load(
-    h: &Harness,
-    def: &strata_shared::types::CollectionDef,
-    batches: Vec<Vec<WalOp>>,
-) -> BTreeMap<RowId, Live> {
+async fn load(h: &Harness, def: &strata_types::CollectionDef, batches: Vec<Vec<WalOp>>) -> BTreeMap<RowId, Live> {
     let mut model = BTreeMap::new();
     for ops in batches {
         apply(&mut model, &ops);
@@ -38,7 +34,7 @@ async fn load(
     model
 }
 
-fn committed(outcome: Outcome) -> (strata_shared::manifest::Manifest, crate::CompactionReport) {
+fn committed(outcome: Outcome) -> (strata_storage::manifest::Manifest, crate::CompactionReport) {
     match outcome {
         Outcome::Committed(m, r) => (m, r),
         Outcome::Abandoned(why) => panic!("compaction abandoned: {why}"),

@@ -1,0 +1,163 @@
+//! The HTTP edge shared by every role's REST API: one error type and a JSON extractor
+//! whose rejections are JSON errors too.
+//!
+//! Every error response is `{"error": {"code": "...", "message": "..."}}` with a status
+//! from the error's kind: invalid → 400 (`invalid_argument`), not found → 404, conflict →
+//! 409, overloaded → 429 (`resource_exhausted`), retryable → 503 (`unavailable`),
+//! internal → 500. Malformed JSON and wrong content types are 400/415 with the parser's
+//! explanation.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
+
+use strata_types::{Error, ErrorKind};
+
+/// The error body of every failed request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `invalid_argument`, `not_found`, `already_exists`,
+    /// `resource_exhausted`, `unavailable`, `unsupported_media_type`, `internal`.
+    pub code: String,
+    /// What is wrong, for humans.
+    pub message: String,
+}
+
+/// An error on its way to becoming an HTTP response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        let (status, code) = match err.kind() {
+            ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "already_exists"),
+            ErrorKind::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted"),
+            ErrorKind::Retryable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %err, "request failed");
+        }
+        Self::new(status, code, err.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a request body with `Content-Type: application/json`",
+            ),
+            other => Self::invalid(format!("malformed JSON body: {}", other.body_text())),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s.
+///
+/// Bodies are parsed with plain `serde_json` (axum's extractor tracks the path of every
+/// element, which costs about as much as parsing itself on large upserts); only a body
+/// that fails is parsed again with path tracking, so the error still names the field.
+/// Bodies of [`BLOCKING_PARSE_BYTES`] or more are parsed in `block_in_place` on a
+/// multi-threaded runtime, so a large parse does not stall the tasks queued behind it.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected a request body with `Content-Type: application/json`",
+            ));
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
+            }
+            _ => ApiError::invalid(format!("cannot read the request body: {}", e.body_text())),
+        })?;
+        if body.len() >= BLOCKING_PARSE_BYTES && on_multi_thread_runtime() {
+            // A multi-megabyte body takes milliseconds to parse: tell the runtime this
+            // worker is busy so its other tasks (acks, searches) move to another worker.
+            tokio::task::block_in_place(|| parse(&body))
+        } else {
+            parse(&body)
+        }
+    }
+}
+
+/// Bodies at least this large are parsed inside `tokio::task::block_in_place`. Below it a
+/// parse takes well under a millisecond and handing the worker off would cost more.
+pub const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+/// `block_in_place` panics on a current-thread runtime (as `#[tokio::test]` uses).
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
+/// Parses a JSON body into `T`; on failure, names the offending field.
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<ApiJson<T>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(ApiJson(value)),
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(e) if e.path().iter().next().is_some() => format!("at {}: {}", e.path(), e.inner()),
+                Err(e) => e.inner().to_string(),
+                Ok(_) => "invalid JSON".to_owned(),
+            };
+            Err(ApiError::invalid(format!("malformed JSON body: {err}")))
+        }
+    }
+}
+
+/// Handlers return this.
+pub type ApiResult<T> = std::result::Result<T, ApiError>;

@@ -1,0 +1,124 @@
+//! Reads in the REST API: search, get and scan.
+
+use serde::{Deserialize, Serialize};
+use strata_types::{Attributes, RowId};
+use utoipa::ToSchema;
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Sees every write acknowledged before the request arrived.
+    #[default]
+    Strong,
+    /// May lag acknowledged writes by up to `eventual_max_lag_ms` (default 1 s).
+    Eventual,
+}
+
+/// Body of `POST /v1/collections/{name}/search`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The query: an array of numbers, or base64 of its little-endian f32 bytes.
+    #[serde(deserialize_with = "crate::vector_encoding::deserialize")]
+    #[schema(value_type = crate::vector_encoding::VectorInput)]
+    pub vector: Vec<f32>,
+    /// Number of results, 1..=1000. Default 10.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Candidate list size of the graph search; default: the collection's `hnsw.ef`.
+    /// Raised to `top_k` if smaller.
+    #[serde(default)]
+    pub ef: Option<usize>,
+    #[serde(default)]
+    pub consistency: Consistency,
+    #[serde(default)]
+    pub include_vector: bool,
+    #[serde(default)]
+    pub include_attributes: bool,
+}
+
+fn default_top_k() -> usize {
+    10
+}
+
+/// One search result or fetched row.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResultRow {
+    pub id: RowId,
+    /// cosine: similarity (higher is closer); dot: inner product (higher is closer);
+    /// l2: Euclidean distance (lower is closer). Absent for `get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Attributes>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchResponse {
+    /// Best first.
+    pub results: Vec<ResultRow>,
+    /// Server-side time spent on the request, in microseconds.
+    pub took_us: u64,
+    /// True when some shards could not be searched (no replica answered): the results
+    /// are the best of the shards that did. The failed shards are listed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_shards: Vec<u32>,
+}
+
+/// Body of `POST /v1/collections/{name}/get`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetRequest {
+    pub ids: Vec<RowId>,
+    #[serde(default)]
+    pub include_vector: bool,
+    #[serde(default)]
+    pub include_attributes: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GetResponse {
+    /// The rows that exist, in request order.
+    pub rows: Vec<ResultRow>,
+}
+
+/// Body of `POST /v1/collections/{name}/scan`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanRequest {
+    pub shard: u32,
+    /// Continue after this id (the previous page's `next_after`); absent for the first page.
+    #[serde(default)]
+    pub after: Option<RowId>,
+    /// Rows per page, 1..=10,000. Default 1,000.
+    #[serde(default = "default_scan_limit")]
+    pub limit: u32,
+}
+
+fn default_scan_limit() -> u32 {
+    1000
+}
+
+/// One scanned row: always with its vector; attributes when it has any.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScanRow {
+    pub id: RowId,
+    pub vector: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Attributes>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScanResponse {
+    /// Live rows of the shard ordered by id (integers before strings).
+    pub rows: Vec<ScanRow>,
+    /// Pass as `after` for the next page; null when the shard has no more rows.
+    pub next_after: Option<RowId>,
+}

@@ -1,0 +1,93 @@
+//! Writes in the REST API: upsert, delete, flush and bulk import.
+
+use serde::{Deserialize, Serialize};
+use strata_types::{Attributes, Row, RowId};
+use utoipa::ToSchema;
+
+/// One row of an upsert. Its schema is named `Row` in the OpenAPI document.
+#[derive(Clone, Debug, PartialEq, Deserialize, ToSchema)]
+#[schema(as = Row)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertRow {
+    pub id: RowId,
+    /// An array of numbers, or base64 of the little-endian f32 bytes (see
+    /// [`crate::vector_encoding`]).
+    #[serde(deserialize_with = "crate::vector_encoding::deserialize")]
+    #[schema(value_type = crate::vector_encoding::VectorInput)]
+    pub vector: Vec<f32>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Attributes>,
+}
+
+impl From<UpsertRow> for Row {
+    fn from(r: UpsertRow) -> Row {
+        Row { id: r.id, vector: r.vector, attributes: r.attributes }
+    }
+}
+
+/// Body of `POST /v1/collections/{name}/upsert`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertRequest {
+    /// Rows to insert or replace; 1 to `max_batch_rows` (default 10,000), unique ids.
+    pub rows: Vec<UpsertRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UpsertResponse {
+    /// Rows durably written.
+    pub upserted: usize,
+}
+
+/// Body of `POST /v1/collections/{name}/delete`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRequest {
+    /// Ids to delete; unknown ids are ignored.
+    pub ids: Vec<RowId>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResponse {
+    pub deleted: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FlushResponse {
+    pub flushed: bool,
+}
+
+/// Largest number of rows in one bulk request.
+pub const MAX_BULK_ROWS: usize = 1_000_000;
+
+/// One row of a bulk request; the vector is base64 of little-endian `f32` values.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRow {
+    pub id: RowId,
+    /// Base64 (standard alphabet, padded) of `dimension` little-endian `f32` values.
+    pub vector: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Attributes>,
+}
+
+/// Body of `POST /v1/collections/{name}/bulk`: rows of ONE shard (`RowId::shard`: FNV-1a
+/// stable hash of the id modulo the shard count).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub shard: u32,
+    /// 1 to 1,000,000 rows with unique ids, all of `shard`.
+    pub rows: Vec<BulkRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BulkResponse {
+    pub shard: u32,
+    /// Rows written into the new segment.
+    pub imported: usize,
+    pub segment: String,
+    pub manifest_version: u64,
+}

@@ -1,0 +1,295 @@
+//! The cluster implementation of [`Coordination`] over etcd.
+//!
+//! Role: membership, leases, serving records, drains and shard heads for a multi-process
+//! cluster. etcd holds only state that may be lost (ARCHITECTURE.md §1): if etcd is wiped,
+//! this client re-forms its session and re-registers what it owns, and roles re-acquire
+//! leases; data correctness rests on create-only commits in object storage.
+//!
+//! Key layout under `/strata/{cluster}/` (ARCHITECTURE.md §5):
+//! - `members/{role}/{node}` → [`Member`] JSON, bound to the session's etcd lease;
+//! - `leases/writer/{collection_id}/{shard}`, `leases/compact/{collection_id}/{shard}` →
+//!   `{"holder": ..}` JSON, bound to the holder's session; the lease epoch is the key's
+//!   `create_revision`, which grows whenever the key is created anew;
+//! - `leases/serve/{collection_id}/{shard}/{node}` → [`ServingRecord`] JSON, session-bound;
+//! - `heads/{key}/wal`, `heads/{key}/manifest` → decimal zero-padded to 20 digits, so a
+//!   byte-wise value comparison in a Txn is a numeric one; no lease (heads outlive nodes);
+//! - `admin/drain/{node}` → `"1"`, no lease (drains outlive sessions).
+//!
+//! Flow: [`Etcd::connect`] opens the first session (an etcd lease with TTL) and starts three
+//! background tasks: the session keeper ([`session`]: keep-alives, local deadline, new
+//! session + re-registration after loss), the view watcher ([`view`]: list + watch of
+//! members, leases and drains into a [`ClusterView`]) and the head reader ([`heads`]: reads
+//! queued heads in one transaction per batch). Requests ([`ops`]) are single etcd round
+//! trips bounded by `request_timeout_ms`. Dropping the [`Etcd`] stops the tasks; its
+//! keys then expire with the session TTL ([`Etcd::shutdown`] removes them at once).
+//!
+//! Invariants:
+//! - a lease is valid only in the session that acquired it and only until that session's
+//!   local deadline (last successful keep-alive + TTL, monotonic clock); no etcd call is
+//!   needed to learn that a paused or partitioned node lost it;
+//! - network and etcd failures are [`ErrorKind::Retryable`](strata_types::ErrorKind) errors, never
+//!   panics; the background tasks retry with backoff forever and never exit the process;
+//! - epochs are etcd revisions: they grow while etcd keeps its data, but restart low after
+//!   etcd is wiped; fencing therefore rests on create-only commits, never on epochs alone.
+
+mod heads;
+mod ops;
+mod session;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use super::{ClusterView, Coordination, Head, Lease, LeaseKind, Member, ServingRecord};
+use session::SessionState;
+use strata_types::{Error, Result};
+
+/// How to reach etcd and how long a session lives. Every field has a default, so an empty
+/// TOML table is a valid configuration for a local single-node etcd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// etcd client URLs. Default `["http://127.0.0.1:2379"]`.
+    pub endpoints: Vec<String>,
+    /// Cluster name; every key lives under `/strata/{cluster}/`, so several clusters can
+    /// share one etcd. Must not be empty or contain `/`. Default `"default"`.
+    pub cluster: String,
+    /// Session TTL in seconds: a node silent (dead, paused, partitioned) for this long loses
+    /// its membership, leases and serving records. At least 2 (etcd's minimum is about
+    /// 1.5 s). Default 10.
+    pub session_ttl_s: u64,
+    /// Bound on establishing the first session in [`Etcd::connect`] and on each TCP
+    /// connect. Default 5000.
+    pub connect_timeout_ms: u64,
+    /// Bound on every single etcd request. Default 5000.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://127.0.0.1:2379".to_owned()],
+            cluster: "default".to_owned(),
+            session_ttl_s: 10,
+            connect_timeout_ms: 5000,
+            request_timeout_ms: 5000,
+        }
+    }
+}
+
+impl EtcdConfig {
+    fn validate(&self) -> Result<()> {
+        if self.endpoints.is_empty() {
+            return Err(Error::invalid("etcd.endpoints must name at least one endpoint"));
+        }
+        if self.cluster.is_empty() || self.cluster.contains('/') {
+            return Err(Error::invalid(format!(
+                "etcd.cluster {:?} must be non-empty and contain no '/'",
+                self.cluster
+            )));
+        }
+        if self.session_ttl_s < 2 {
+            return Err(Error::invalid("etcd.session_ttl_s must be at least 2"));
+        }
+        if self.connect_timeout_ms == 0 || self.request_timeout_ms == 0 {
+            return Err(Error::invalid("etcd timeouts must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// State shared by the handle and its background tasks.
+struct Inner {
+    client: Client,
+    /// `/strata/{cluster}/`.
+    prefix: String,
+    ttl: Duration,
+    request_timeout: Duration,
+    session: std::sync::Mutex<SessionState>,
+    /// Serialises changes to this process's session-bound records with their re-put on a
+    /// new session, so a record cleared meanwhile is never resurrected.
+    records: tokio::sync::Mutex<session::Records>,
+    view: watch::Sender<Arc<ClusterView>>,
+    /// Turns true once the view has been listed from etcd at least once.
+    listed: watch::Sender<bool>,
+}
+
+/// The etcd [`Coordination`]. Create with [`Etcd::connect`]; share the `Arc`.
+pub struct Etcd {
+    inner: Arc<Inner>,
+    /// Queue of head reads, served in batches by [`heads::serve`].
+    heads: tokio::sync::mpsc::UnboundedSender<heads::HeadRequest>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Etcd {
+    /// Connects, opens the first session, starts the session keeper and view watcher, and
+    /// waits (up to `connect_timeout_ms`) for the first listing of the view.
+    /// Fails (retryable) if no session could be opened within `connect_timeout_ms`; once
+    /// connected, losing etcd never fails the handle: it keeps retrying in the background.
+    pub async fn connect(config: EtcdConfig) -> Result<Arc<Etcd>> {
+        config.validate()?;
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let options = ConnectOptions::new()
+            .with_connect_timeout(connect_timeout)
+            // HTTP/2 pings detect a dead or frozen etcd under a long-lived watch or
+            // keep-alive stream, which would otherwise wait forever.
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true);
+        let client = tokio::time::timeout(connect_timeout, Client::connect(&config.endpoints, Some(options)))
+            .await
+            .map_err(|_| Error::retryable(format!("connecting to etcd {:?} timed out", config.endpoints)))?
+            .map_err(|e| etcd_error("connecting to etcd", e))?;
+        let ttl = Duration::from_secs(config.session_ttl_s);
+        let request_timeout = Duration::from_millis(config.request_timeout_ms);
+        let first = tokio::time::timeout(connect_timeout, session::grant(&client, ttl, request_timeout))
+            .await
+            .map_err(|_| Error::retryable(format!("opening an etcd session on {:?} timed out", config.endpoints)))??;
+        let inner = Arc::new(Inner {
+            client,
+            prefix: format!("/strata/{}/", config.cluster),
+            ttl,
+            request_timeout,
+            session: std::sync::Mutex::new(first),
+            records: tokio::sync::Mutex::default(),
+            view: watch::channel(Arc::new(ClusterView::default())).0,
+            listed: watch::channel(false).0,
+        });
+        let (heads, head_requests) = tokio::sync::mpsc::unbounded_channel();
+        let tasks = vec![
+            tokio::spawn(session::keep(inner.clone())).abort_handle(),
+            tokio::spawn(view::watch(inner.clone())).abort_handle(),
+            tokio::spawn(heads::serve(inner.clone(), head_requests)).abort_handle(),
+        ];
+        // Hand out the handle with a listed view, so a role routing right after startup
+        // sees the cluster; if listing is slow the view simply catches up later.
+        let mut listed = inner.listed.subscribe();
+        let _ = tokio::time::timeout(connect_timeout, listed.wait_for(|listed| *listed)).await;
+        Ok(Arc::new(Etcd { inner, heads, tasks }))
+    }
+
+    /// The etcd lease id of the current session (changes when a new session is opened).
+    pub fn session_id(&self) -> i64 {
+        self.inner.session().id
+    }
+
+    /// Ends the session now: revokes its etcd lease, so this process's members, leases
+    /// and serving records disappear at once instead of after the TTL. Call on clean
+    /// shutdown; the handle keeps working (a new session is opened) if used afterwards.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.inner.records.lock().await.clear();
+        let id = self.inner.session().id;
+        self.inner.revoke(id).await
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Inner {
+    fn session(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// Runs one etcd request bounded by the request timeout.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.request_timeout, request).await {
+            Ok(result) => result.map_err(|e| etcd_error(what, e)),
+            Err(_) => Err(Error::retryable(format!("{what}: etcd did not answer within {:?}", self.request_timeout))),
+        }
+    }
+}
+
+/// Maps an etcd client error: malformed arguments are `Invalid`, everything else (network,
+/// unavailable leader, timeouts, lost leases) is `Retryable`.
+fn etcd_error(what: &str, err: etcd_client::Error) -> Error {
+    match err {
+        etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => {
+            Error::invalid(format!("{what}: invalid etcd request")).with_source(err)
+        }
+        _ => Error::retryable(format!("{what}: etcd request failed")).with_source(err),
+    }
+}
+
+impl Coordination for Etcd {
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.shutdown())
+    }
+
+    fn try_acquire(&self, kind: LeaseKind, key: &str, holder: &str) -> BoxFuture<'_, Result<Option<Lease>>> {
+        let (key, holder) = (key.to_owned(), holder.to_owned());
+        Box::pin(async move { self.inner.try_acquire(kind, &key, &holder).await })
+    }
+
+    fn release(&self, lease: &Lease) -> BoxFuture<'_, Result<()>> {
+        let lease = lease.clone();
+        Box::pin(async move { self.inner.release(&lease).await })
+    }
+
+    fn lease_valid(&self, lease: &Lease) -> bool {
+        self.inner.session().lease_valid(lease)
+    }
+
+    fn publish_head(&self, shard_key: &str, head: Head) -> BoxFuture<'_, Result<()>> {
+        let key = shard_key.to_owned();
+        Box::pin(async move { self.inner.publish_head(&key, head).await })
+    }
+
+    fn head(&self, shard_key: &str) -> BoxFuture<'_, Result<Option<Head>>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self.heads.send((shard_key.to_owned(), reply));
+        Box::pin(async move {
+            let gone = || Error::retryable("the etcd head reader stopped");
+            queued.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        })
+    }
+
+    fn register(&self, member: Member) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.inner.register(member))
+    }
+
+    fn deregister(&self, node_id: &str) -> BoxFuture<'_, Result<()>> {
+        let node = node_id.to_owned();
+        Box::pin(async move { self.inner.deregister(&node).await })
+    }
+
+    fn set_serving(&self, record: ServingRecord) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.inner.set_serving(record))
+    }
+
+    fn clear_serving(&self, collection_id: &str, shard: u32, node_id: &str) -> BoxFuture<'_, Result<()>> {
+        let (collection, node) = (collection_id.to_owned(), node_id.to_owned());
+        Box::pin(async move { self.inner.clear_serving(&collection, shard, &node).await })
+    }
+
+    fn set_drain(&self, node_id: &str, draining: bool) -> BoxFuture<'_, Result<()>> {
+        let node = node_id.to_owned();
+        Box::pin(async move { self.inner.set_drain(&node, draining).await })
+    }
+
+    fn view(&self) -> watch::Receiver<Arc<ClusterView>> {
+        self.inner.view.subscribe()
+    }
+}

@@ -1,0 +1,67 @@
+//! Collection names → definitions, cached, for every role that takes names from clients.
+//!
+//! Create and drop publish the name's newest catalog version as a coordination head before
+//! they are acknowledged (decision 0004), so a cached definition is reused exactly while
+//! the published version still equals the version it was resolved at; otherwise the name
+//! is resolved from the catalog in object storage (the truth) and the version found is
+//! published again, so the next call is cheap even after coordination state was lost.
+//! Definitions are immutable per incarnation id, so lookups by id are cached for good.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use strata_coord::Head;
+use strata_storage::catalog::{self, CatalogState};
+use strata_types::{CollectionDef, Error, Result};
+
+use crate::Deps;
+
+/// A cache of resolved collections. Cheap to share.
+#[derive(Default)]
+pub struct Resolver {
+    names: Mutex<HashMap<String, (u64, Arc<CollectionDef>)>>,
+    ids: Mutex<HashMap<String, Arc<CollectionDef>>>,
+}
+
+impl Resolver {
+    /// The active collection called `name`, or `NotFound`.
+    pub async fn resolve(&self, deps: &Deps, name: &str) -> Result<Arc<CollectionDef>> {
+        let published = deps.coord.head(&strata_coord::catalog_key(name)).await?.map(|h| h.wal_seq);
+        if let Some(published) = published
+            && let Some((version, def)) = lock(&self.names).get(name)
+            && *version == published
+        {
+            return Ok(def.clone());
+        }
+        let not_found = || Error::not_found(format!("collection {name:?} does not exist"));
+        catalog::validate_name(name).map_err(|_| not_found())?;
+        let store = deps.store.as_ref();
+        let entry = catalog::newest_entry(store, name).await?.ok_or_else(not_found)?;
+        if published.is_none_or(|p| p < entry.version) {
+            deps.coord
+                .publish_head(&strata_coord::catalog_key(name), Head { wal_seq: entry.version, manifest_version: 0 })
+                .await?;
+        }
+        if entry.state != CatalogState::Active {
+            lock(&self.names).remove(name);
+            return Err(not_found());
+        }
+        let def = self.by_id(deps, &entry.collection_id).await?;
+        lock(&self.names).insert(name.to_owned(), (entry.version, def.clone()));
+        Ok(def)
+    }
+
+    /// The definition of incarnation `collection_id` (active or not).
+    pub async fn by_id(&self, deps: &Deps, collection_id: &str) -> Result<Arc<CollectionDef>> {
+        if let Some(def) = lock(&self.ids).get(collection_id) {
+            return Ok(def.clone());
+        }
+        let def = Arc::new(catalog::read_definition(deps.store.as_ref(), collection_id).await?);
+        lock(&self.ids).insert(collection_id.to_owned(), def.clone());
+        Ok(def)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

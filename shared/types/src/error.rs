@@ -1,0 +1,91 @@
+//! Strata's error type, shared by every crate below the HTTP edge. Every error carries a [`ErrorKind`] so callers (and the
+//! HTTP edge) can decide what to do without matching on messages: `Invalid` and `NotFound`
+//! are the caller's fault, `Conflict` means someone else won a create-only commit,
+//! `Retryable` is transient (overload, a storage hiccup) and `Internal` is a bug or
+//! corruption.
+
+use std::fmt;
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is wrong: bad dimension, NaN, bad parameters. HTTP 400.
+    Invalid,
+    /// The named thing does not exist. HTTP 404.
+    NotFound,
+    /// Lost a race: the object or name already exists. HTTP 409.
+    Conflict,
+    /// Too much unflushed data; the client should slow down. HTTP 429.
+    Overloaded,
+    /// A transient failure; retrying may succeed. HTTP 503.
+    Retryable,
+    /// A bug, corruption or an unexpected storage failure. HTTP 500.
+    Internal,
+}
+
+/// The error of the storage core.
+#[derive(Debug, thiserror::Error)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), source: None }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Overloaded, message)
+    }
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Retryable, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+    /// Corrupt or undecodable stored data.
+    pub fn corrupt(what: impl fmt::Display, why: impl fmt::Display) -> Self {
+        Self::internal(format!("corrupt {what}: {why}"))
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Prefixes the message with where the error happened.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}

@@ -1,0 +1,22 @@
+//! `strata-types`: the vocabulary every Strata crate shares, and nothing else.
+//!
+//! - [`error`]: [`Error`] with an [`ErrorKind`] (invalid, not found, conflict, overloaded,
+//!   retryable, internal) that callers and the HTTP edge act on without reading messages;
+//! - [`model`]: collections, rows, ids and metrics, with their validation (re-exported at
+//!   the root);
+//! - [`time`]: the injected [`Clock`](time::Clock) (wall time, monotonic time, sleeping) with
+//!   a system and a manual implementation;
+//! - [`random`]: the injected, seedable [`Random`](random::Random);
+//! - [`metrics`]: the process's Prometheus registry, on which every component registers its
+//!   own metrics.
+//!
+//! It depends on no other Strata crate and does no I/O.
+
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod random;
+pub mod time;
+
+pub use error::{Error, ErrorKind, Result};
+pub use model::*;

@@ -1,0 +1,7 @@
+//! The `strata` command line, built inside the test package so that the multi-process
+//! tests can start real nodes (`env!("CARGO_BIN_EXE_strata-test-node")`): Cargo exposes
+//! only a package's own binaries to its tests.
+
+fn main() -> anyhow::Result<()> {
+    strata::cli::main()
+}

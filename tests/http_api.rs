@@ -1,0 +1,353 @@
+//! Every REST endpoint, end to end through the real router, storage, cache and roles; and
+//! every kind of bad input, checking the error and that nothing of the request was written.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+
+fn ids(v: &Value, key: &str) -> Vec<Value> {
+    v[key].as_array().unwrap().iter().map(|r| r["id"].clone()).collect()
+}
+
+#[tokio::test]
+async fn every_endpoint_works_end_to_end() {
+    let t = common::start(|_| {}).await;
+    assert_eq!(t.call("GET", "/healthz", None).await.0, StatusCode::OK);
+    let node = t.ok("GET", "/v1/node", None).await;
+    assert!(node["cpu_seconds"].as_f64().is_some_and(|s| s > 0.0), "the process's CPU time: {node}");
+    assert_eq!(t.call("GET", "/readyz", None).await.0, StatusCode::OK);
+    t.create("docs", 3, "cosine").await;
+    let listed = t.ok("GET", "/v1/collections", None).await;
+    assert_eq!(listed["collections"][0]["name"], "docs");
+    assert_eq!(listed["collections"][0]["hnsw"]["m"], 16);
+
+    let rows = json!({"rows": [
+        {"id": 1, "vector": [1.0, 0.0, 0.0], "attributes": {"lang": "en", "year": 2024, "score": 0.5, "ok": true}},
+        {"id": "doc-2", "vector": [0.0, 1.0, 0.0]},
+        {"id": 3, "vector": [0.0, 0.0, 1.0], "attributes": {"lang": "de"}},
+    ]});
+    assert_eq!(t.ok("POST", "/v1/collections/docs/upsert", Some(rows)).await["upserted"], 3);
+    assert_eq!(t.rows("docs").await, 3);
+
+    // Strong reads see acknowledged writes at once, before any flush.
+    let hit = t
+        .ok(
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"vector": [0.9, 0.1, 0.0], "top_k": 2, "include_attributes": true})),
+        )
+        .await;
+    assert_eq!(ids(&hit, "results"), [json!(1), json!("doc-2")]);
+    assert!(hit["results"][0]["score"].as_f64().unwrap() > 0.99);
+    assert_eq!(hit["results"][0]["attributes"]["year"], 2024);
+    assert!(hit["results"][0].get("vector").is_none());
+    assert!(hit["took_us"].as_u64().is_some());
+
+    let got = t
+        .ok(
+            "POST",
+            "/v1/collections/docs/get",
+            Some(json!({"ids": ["doc-2", 1, 99], "include_vector": true, "include_attributes": true})),
+        )
+        .await;
+    assert_eq!(ids(&got, "rows"), [json!("doc-2"), json!(1)]);
+    assert_eq!(got["rows"][0]["vector"], json!([0.0, 1.0, 0.0]));
+    assert_eq!(got["rows"][1]["attributes"], json!({"lang": "en", "year": 2024, "score": 0.5, "ok": true}));
+
+    // Flush into a segment: answers stay the same, attributes survive the columnar format.
+    t.ok("POST", "/v1/collections/docs/flush", None).await;
+    let d = t.ok("GET", "/v1/collections/docs", None).await;
+    assert_eq!(d["stats"]["rows"], 3);
+    assert!(d["stats"]["segments"].as_u64().unwrap() >= 1);
+    assert!(d["stats"]["shards"].as_array().unwrap().iter().all(|s| s["wal_backlog_entries"] == 0));
+    let got = t.ok("POST", "/v1/collections/docs/get", Some(json!({"ids": [1, 3], "include_attributes": true}))).await;
+    assert_eq!(got["rows"][0]["attributes"]["score"], 0.5);
+    assert_eq!(got["rows"][1]["attributes"], json!({"lang": "de"}));
+
+    // Replace and delete after the flush: newest write wins, deleted rows never come back.
+    t.ok("POST", "/v1/collections/docs/upsert", Some(json!({"rows": [{"id": 3, "vector": [1.0, 0.05, 0.0]}]}))).await;
+    t.ok("POST", "/v1/collections/docs/delete", Some(json!({"ids": [1]}))).await;
+    let hit = t.ok("POST", "/v1/collections/docs/search", Some(json!({"vector": [1.0, 0.0, 0.0], "top_k": 3}))).await;
+    assert_eq!(ids(&hit, "results"), [json!(3), json!("doc-2")]);
+    t.ok("POST", "/v1/collections/docs/flush", None).await;
+    let hit = t
+        .ok(
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"vector": [1.0, 0.0, 0.0], "top_k": 3, "consistency": "eventual"})),
+        )
+        .await;
+    assert_eq!(ids(&hit, "results"), [json!(3), json!("doc-2")]);
+    assert_eq!(t.rows("docs").await, 2);
+
+    // The OpenAPI document describes every endpoint.
+    let doc = t.ok("GET", "/openapi.json", None).await;
+    for path in [
+        "/v1/collections",
+        "/v1/collections/{name}",
+        "/v1/collections/{name}/upsert",
+        "/v1/collections/{name}/delete",
+        "/v1/collections/{name}/get",
+        "/v1/collections/{name}/search",
+        "/v1/collections/{name}/flush",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+
+    // Drop: gone, and a new collection with the same name starts empty.
+    assert_eq!(t.ok("DELETE", "/v1/collections/docs", None).await["dropped"], "docs");
+    let (status, err) = t.call("POST", "/v1/collections/docs/search", Some(json!({"vector": [1.0, 0.0, 0.0]}))).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    t.create("docs", 3, "l2").await;
+    assert_eq!(t.rows("docs").await, 0);
+    t.server.stop().await;
+}
+
+/// A request: method, path, optional JSON body.
+type Call<'a> = (&'a str, &'a str, Option<Value>);
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
+    let t = common::start(|c| c.ingest.max_batch_rows = 5).await;
+    t.create("c", 2, "l2").await;
+    t.ok("POST", "/v1/collections/c/upsert", Some(json!({"rows": [{"id": 1, "vector": [0.0, 0.0]}]}))).await;
+
+    let upsert = |rows: Value| ("POST", "/v1/collections/c/upsert", Some(json!({ "rows": rows })));
+    let too_many: Vec<Value> = (10..16).map(|i| json!({"id": i, "vector": [1.0, 1.0]})).collect();
+    let cases: Vec<(&str, Call, StatusCode, &str)> = vec![
+        (
+            "wrong dimension",
+            upsert(json!([{"id": 7, "vector": [1.0, 2.0]}, {"id": 8, "vector": [1.0]}])),
+            StatusCode::BAD_REQUEST,
+            "dimension 1",
+        ),
+        ("infinite value", upsert(json!([{"id": 7, "vector": [1.0, 1e39]}])), StatusCode::BAD_REQUEST, "finite"),
+        ("empty batch", upsert(json!([])), StatusCode::BAD_REQUEST, "empty"),
+        ("oversized batch", upsert(Value::Array(too_many)), StatusCode::BAD_REQUEST, "limit"),
+        (
+            "duplicate ids",
+            upsert(json!([{"id": 7, "vector": [1.0, 1.0]}, {"id": 7, "vector": [2.0, 2.0]}])),
+            StatusCode::BAD_REQUEST,
+            "more than once",
+        ),
+        ("negative id", upsert(json!([{"id": -3, "vector": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "malformed JSON"),
+        ("empty string id", upsert(json!([{"id": "", "vector": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "empty string"),
+        (
+            "nested attribute",
+            upsert(json!([{"id": 7, "vector": [1.0, 1.0], "attributes": {"a": {"b": 1}}}])),
+            StatusCode::BAD_REQUEST,
+            "string, number",
+        ),
+        ("unknown field", upsert(json!([{"id": 7, "vectors": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "unknown field"),
+        (
+            "unknown collection",
+            ("POST", "/v1/collections/nope/upsert", Some(json!({"rows": [{"id": 1, "vector": [1.0, 1.0]}]}))),
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "search wrong dimension",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0]}))),
+            StatusCode::BAD_REQUEST,
+            "dimension",
+        ),
+        (
+            "top_k zero",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "top_k": 0}))),
+            StatusCode::BAD_REQUEST,
+            "top_k",
+        ),
+        (
+            "ef too large",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "ef": 100000}))),
+            StatusCode::BAD_REQUEST,
+            "ef",
+        ),
+        (
+            "bad consistency",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "consistency": "maybe"}))),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            "get without ids",
+            ("POST", "/v1/collections/c/get", Some(json!({"ids": []}))),
+            StatusCode::BAD_REQUEST,
+            "ids",
+        ),
+        (
+            "delete duplicate ids",
+            ("POST", "/v1/collections/c/delete", Some(json!({"ids": [1, 1]}))),
+            StatusCode::BAD_REQUEST,
+            "more than once",
+        ),
+        (
+            "zero dimension",
+            ("POST", "/v1/collections", Some(json!({"name": "z", "dimension": 0, "metric": "l2"}))),
+            StatusCode::BAD_REQUEST,
+            "dimension",
+        ),
+        (
+            "bad metric",
+            ("POST", "/v1/collections", Some(json!({"name": "z", "dimension": 2, "metric": "hamming"}))),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            "bad name",
+            ("POST", "/v1/collections", Some(json!({"name": "../x", "dimension": 2, "metric": "l2"}))),
+            StatusCode::BAD_REQUEST,
+            "collection name",
+        ),
+        (
+            "bad hnsw",
+            (
+                "POST",
+                "/v1/collections",
+                Some(json!({"name": "z", "dimension": 2, "metric": "l2", "hnsw": {"m": 1000}})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "hnsw.m",
+        ),
+        (
+            "existing name",
+            ("POST", "/v1/collections", Some(json!({"name": "c", "dimension": 2, "metric": "l2"}))),
+            StatusCode::CONFLICT,
+            "already exists",
+        ),
+    ];
+    for (what, (method, path, body), status, needle) in cases {
+        let (got, v) = t.call(method, path, body).await;
+        assert_eq!(got, status, "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_else(|| panic!("{what}: no error message in {v}"));
+        assert!(v["error"]["code"].is_string(), "{what}: {v}");
+        assert!(message.contains(needle), "{what}: {message:?} lacks {needle:?}");
+    }
+
+    // Malformed JSON and a missing content type.
+    let (status, v) = t
+        .raw(
+            Request::post("/v1/collections/c/upsert")
+                .header("content-type", "application/json")
+                .body(Body::from("{\"rows\": ["))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("malformed JSON"));
+    let (status, v) = t.raw(Request::post("/v1/collections/c/upsert").body(Body::from("{}")).unwrap()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+
+    // Nothing of any refused request was written: only the first row exists.
+    assert_eq!(t.rows("c").await, 1);
+    let got = t.ok("POST", "/v1/collections/c/get", Some(json!({"ids": [7, 8, 10, 11]}))).await;
+    assert_eq!(got["rows"], json!([]));
+    let names: Vec<_> = t.ok("GET", "/v1/collections", None).await["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("c")]);
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn writes_get_429_when_the_unflushed_backlog_is_over_its_bound() {
+    let t = common::start(|c| {
+        c.ingest.backlog_max_rows = 10;
+        c.ingest.flush_rows = 1_000_000;
+        c.ingest.flush_age_ms = 3_600_000;
+    })
+    .await;
+    let one_shard = json!({"name": "c", "dimension": 2, "metric": "l2", "shards": 1});
+    assert_eq!(t.call("POST", "/v1/collections", Some(one_shard)).await.0, StatusCode::CREATED);
+    let batch = |start: u64| json!({"rows": (start..start + 6).map(|i| json!({"id": i, "vector": [1.0, 2.0]})).collect::<Vec<_>>()});
+    t.ok("POST", "/v1/collections/c/upsert", Some(batch(0))).await;
+    t.ok("POST", "/v1/collections/c/upsert", Some(batch(6))).await;
+    let (status, v) = t.call("POST", "/v1/collections/c/upsert", Some(batch(12))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "resource_exhausted");
+    assert!(v["error"]["message"].as_str().unwrap().contains("backlog"), "{v}");
+    // Once the flush drains the backlog, writes are accepted again.
+    t.ok("POST", "/v1/collections/c/flush", None).await;
+    t.ok("POST", "/v1/collections/c/upsert", Some(batch(12))).await;
+    assert_eq!(t.rows("c").await, 18);
+    t.server.stop().await;
+}
+
+/// Vectors may be sent as base64 of their little-endian f32 bytes, in upserts and searches,
+/// mixed with JSON arrays; bad base64 is a 400 that writes nothing. A multi-threaded runtime
+/// so that large bodies take the `block_in_place` parse path, as in the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_may_be_base64_and_bad_base64_is_refused() {
+    use strata_api::BLOCKING_PARSE_BYTES;
+    use strata_api::vector_encoding::encode_base64_f32 as b64;
+
+    let t = common::start(|_| {}).await;
+    t.create("b", 3, "l2").await;
+    let exact = [0.25f32, -0.5, 3.0e-7];
+    let rows = json!({"rows": [
+        {"id": 1, "vector": "AACAPwAAAAAAAAAA"},
+        {"id": 2, "vector": [0.0, 1.0, 0.0]},
+        {"id": 3, "vector": b64(&exact)},
+    ]});
+    assert_eq!(t.ok("POST", "/v1/collections/b/upsert", Some(rows)).await["upserted"], 3);
+    let got = t.ok("POST", "/v1/collections/b/get", Some(json!({"ids": [1, 3], "include_vector": true}))).await;
+    assert_eq!(got["rows"][0]["vector"], json!([1.0, 0.0, 0.0]));
+    let stored: Vec<f32> =
+        got["rows"][1]["vector"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(stored, exact, "base64 must carry the exact f32 values");
+
+    let by_b64 =
+        t.ok("POST", "/v1/collections/b/search", Some(json!({"vector": b64(&[0.9, 0.1, 0.0]), "top_k": 2}))).await;
+    let by_json = t.ok("POST", "/v1/collections/b/search", Some(json!({"vector": [0.9, 0.1, 0.0], "top_k": 2}))).await;
+    assert_eq!(ids(&by_b64, "results"), [json!(1), json!(3)]);
+    assert_eq!(by_b64["results"], by_json["results"]);
+
+    let good = json!({"id": 10, "vector": [1.0, 1.0, 1.0]});
+    let upsert = |bad: Value| ("POST", "/v1/collections/b/upsert", Some(json!({"rows": [good.clone(), bad]})));
+    let search = |v: Value| ("POST", "/v1/collections/b/search", Some(json!({ "vector": v })));
+    let cases: Vec<(&str, Call, &str)> = vec![
+        ("partial float", upsert(json!({"id": 11, "vector": "AACA"})), "not a multiple of 4"),
+        ("wrong dimension", upsert(json!({"id": 11, "vector": b64(&[1.0, 0.0])})), "dimension 2"),
+        ("bad character", upsert(json!({"id": 11, "vector": "AACA*wAAAAAAAAAA"})), "invalid base64"),
+        ("bad padding", upsert(json!({"id": 11, "vector": "AACAPwAAAAAAAAA"})), "invalid base64"),
+        ("non-finite", upsert(json!({"id": 11, "vector": b64(&[1.0, f32::NAN, 0.0])})), "finite"),
+        ("search partial float", search(json!("AACAPwA=")), "not a multiple of 4"),
+        ("search bad character", search(json!("AAC?PwAAAAAAAAAA")), "invalid base64"),
+        ("search wrong dimension", search(json!(b64(&[1.0; 4]))), "dimension 4"),
+        ("neither form", search(json!({"x": 1})), "array of numbers or a base64 string"),
+    ];
+    for (what, (method, path, body), needle) in cases {
+        let (status, v) = t.call(method, path, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_argument", "{what}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{what}: {message:?} lacks {needle:?}");
+    }
+    assert_eq!(t.rows("b").await, 3, "a refused batch must write nothing");
+
+    // Bodies over the blocking-parse threshold work, and fail cleanly, the same way.
+    t.create("big", 256, "l2").await;
+    let row =
+        |i: u64| json!({"id": i, "vector": (0..256).map(|j| (i * 256 + j) as f32 * 1.234_567e-3).collect::<Vec<_>>()});
+    let mut rows: Vec<Value> = (0..100).map(row).collect();
+    assert!(json!({ "rows": rows }).to_string().len() >= BLOCKING_PARSE_BYTES);
+    rows.push(json!({"id": 100, "vector": "AACA"}));
+    let (status, v) = t.call("POST", "/v1/collections/big/upsert", Some(json!({ "rows": rows }))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("rows[100].vector"), "{v}");
+    rows.pop();
+    assert_eq!(t.ok("POST", "/v1/collections/big/upsert", Some(json!({ "rows": rows }))).await["upserted"], 100);
+    assert_eq!(t.rows("big").await, 100);
+
+    // The OpenAPI document says a vector is an array of numbers or a base64 string.
+    let doc = t.ok("GET", "/openapi.json", None).await;
+    let schema = doc["components"]["schemas"]["VectorInput"].to_string();
+    assert!(schema.contains("array") && schema.contains("string"), "{schema}");
+    assert_eq!(doc["components"]["schemas"]["Row"]["properties"]["vector"]["$ref"], "#/components/schemas/VectorInput");
+    t.server.stop().await;
+}
