@@ -10,6 +10,9 @@
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
 
+// Tests drive real processes and servers in real time.
+#![allow(clippy::disallowed_methods)]
+
 #[path = "cluster/client.rs"]
 mod client;
 #[path = "cluster/harness.rs"]

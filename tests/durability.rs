@@ -6,6 +6,9 @@
 //! upsert must be readable with its exact vector and every acknowledged delete must stay
 //! deleted.
 
+// Tests drive real processes and servers in real time.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
 //! Every REST endpoint, end to end through the real router, storage, cache and roles; and
 //! every kind of bad input, checking the error and that nothing of the request was written.
 
+// Tests drive real processes and servers in real time.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use axum::body::Body;

@@ -1,6 +1,9 @@
 //! `GET /metrics` on a standalone server: after a create, writes, a flush and searches, the
 //! key series exist with plausible values, in the Prometheus text format.
 
+// Tests drive real processes and servers in real time.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use axum::body::Body;

@@ -8,6 +8,9 @@
 //! with writes, so replacements and deletes cross segment boundaries and compaction
 //! rebases.
 
+// Tests drive real processes and servers in real time.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeMap;

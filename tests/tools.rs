@@ -2,6 +2,9 @@
 //! .npy and .fvecs files, an interrupted import resumed from its checkpoint, export round
 //! trip, scan paging and bulk import.
 
+// Tests drive real processes and servers in real time.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -15,6 +15,9 @@
 //! (then it fails). `STRATA_UI_SCREENSHOT=<path>` keeps a copy of the screenshot when it
 //! is under 300 KB (how `docs/ui-screenshot.png` is made).
 
+// Tests drive real processes and servers in real time.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 #[allow(dead_code)]

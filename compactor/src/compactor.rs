@@ -12,13 +12,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata_coord::{Head, Lease, LeaseKind, shard_key};
 use strata_deps::Deps;
 use strata_storage::catalog;
 use strata_storage::paths::ShardPaths;
 use strata_types::CollectionDef;
+use strata_types::time::ClockExt;
 use strata_types::{Error, Result};
 use tokio::sync::{Mutex, watch};
 
@@ -75,7 +76,7 @@ async fn run_loop(compactor: Compactor, mut shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(compactor.inner.config.interval_ms);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            () = compactor.inner.deps.clock.sleep(interval) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() {
                     break;
@@ -110,8 +111,8 @@ impl Compactor {
     /// collections past the grace. Failures of one shard are reported and the pass goes on.
     pub async fn run_once(&self) -> Result<PassReport> {
         let mut work = self.inner.work.lock().await;
-        let started = Instant::now();
         let deps = &self.inner.deps;
+        let started = deps.clock.now();
         let mut report = PassReport::default();
         let defs = catalog::list_active(deps.store.as_ref()).await?;
         work.hints.retain(|paths, _| defs.iter().any(|d| d.id == paths.collection_id));
@@ -145,7 +146,7 @@ impl Compactor {
                 }
             }
         }
-        report.seconds = started.elapsed().as_secs_f64();
+        report.seconds = deps.clock.elapsed(started).as_secs_f64();
         self.count_gc(&report.gc);
         let eventful = !report.compactions.is_empty() || report.gc.objects_deleted > 0 || !report.errors.is_empty();
         // A quiet pass every few seconds is not news.

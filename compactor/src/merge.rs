@@ -29,6 +29,7 @@ use strata_storage::paths::{IDS_FILE, ROWS_FILE};
 use strata_storage::segment::{self as segstore, BuiltSegment};
 use strata_storage::segment::{decode_ids, decode_rows};
 use strata_storage::tombstones;
+use strata_types::time::{Clock, ClockExt};
 use strata_types::{CollectionDef, Row};
 use strata_types::{Error, Result};
 
@@ -77,7 +78,7 @@ struct Source {
 
 /// Reads the inputs, builds the merged segment and uploads it.
 pub(crate) async fn build(deps: &Deps, def: &CollectionDef, plan: Plan, graph_min_rows: usize) -> Result<Merge> {
-    let started = Instant::now();
+    let started = deps.clock.now();
     let shard = &plan.shard;
     let (store, cache) = (deps.store.as_ref(), deps.cache.as_ref());
     let mut sources = Vec::with_capacity(plan.inputs.len());
@@ -117,7 +118,7 @@ pub(crate) async fn build(deps: &Deps, def: &CollectionDef, plan: Plan, graph_mi
 async fn upload(deps: &Deps, plan: &Plan, built: &BuiltSegment, rows: usize) -> Result<SegmentMeta> {
     let inputs = &plan.inputs;
     let max_seq = inputs.iter().map(|s| s.max_seq).max().unwrap_or(0);
-    let id = paths::segment_id(max_seq, rand::random());
+    let id = paths::segment_id(max_seq, deps.rng.next_u64());
     segstore::upload(deps.store.as_ref(), &deps.cache, &plan.shard, &id, built).await?;
     Ok(SegmentMeta {
         id,
@@ -236,7 +237,7 @@ pub(crate) async fn commit(deps: &Deps, merge: &Merge, epoch: u64, gc_grace_ms: 
     Ok(match rebased.value {
         Attempt::Abandoned(why) => Outcome::Abandoned(why),
         Attempt::Merged { carried } => {
-            let report = report(merge, &rebased.manifest, carried);
+            let report = report(clock, merge, &rebased.manifest, carried);
             Outcome::Committed(rebased.manifest, report)
         }
     })
@@ -335,7 +336,7 @@ async fn next_manifest(deps: &Deps, merge: &Merge, latest: &Manifest, epoch: u64
     Ok(Step::Commit(next, Attempt::Merged { carried: carried.len() as u32 }))
 }
 
-fn report(merge: &Merge, committed: &Manifest, carried: u32) -> CompactionReport {
+fn report(clock: &dyn Clock, merge: &Merge, committed: &Manifest, carried: u32) -> CompactionReport {
     let shard = &merge.plan.shard;
     let output = merge.output.as_ref().filter(|o| committed.segment(&o.id).is_some());
     CompactionReport {
@@ -348,7 +349,7 @@ fn report(merge: &Merge, committed: &Manifest, carried: u32) -> CompactionReport
         output_rows: output.map_or(0, |s| s.rows),
         carried_tombstones: carried,
         manifest_version: committed.version,
-        seconds: merge.started.elapsed().as_secs_f64(),
+        seconds: clock.elapsed(merge.started).as_secs_f64(),
     }
 }
 

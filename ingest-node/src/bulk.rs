@@ -17,17 +17,21 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use futures::future::BoxFuture;
-use strata_api::{ApiJson, ApiResult, BulkRequest, BulkResponse, ErrorBody, MAX_BULK_ROWS};
+use strata_api::{ApiJson, ApiResult, BulkRequest, BulkResponse, ErrorBody};
 use strata_coord::{Head, shard_key};
 use strata_deps::Deps;
 use strata_storage::manifest::{self, Manifest, Rebase, RetryPolicy, SegmentMeta, Step};
 use strata_storage::paths::{self, ShardPaths};
 use strata_storage::segment::{self as segstore, SegmentIds};
-use strata_types::{Error, Result};
-use strata_types::{Row, RowId};
+use strata_types::time::ClockExt;
+use strata_types::{CollectionDef, Error, Result, RowId};
 
 use crate::IngestNode;
+use crate::config::IngestConfig;
 use crate::flush::{self, IdCache};
+use crate::routing::WriteRouter;
+use crate::validate;
+use crate::writers::WriterRegistry;
 
 /// Bulk-load rows of one shard into a new segment (bypasses the WAL). Served only by the
 /// shard's writer: other nodes answer 409 naming it.
@@ -42,78 +46,56 @@ pub(crate) async fn bulk_import(
     Ok(Json(node.bulk(&name, req).await?))
 }
 
-/// Decodes a base64 vector of little-endian `f32`s (the API's one decoder).
-pub fn decode_vector(text: &str) -> Result<Vec<f32>> {
-    strata_api::vector_encoding::decode_base64_f32(text).map_err(|e| Error::invalid(format!("vector: {e}")))
-}
-
-impl IngestNode {
-    /// Validates, builds one segment (off the runtime) and commits it; see the module docs.
-    pub async fn bulk(&self, name: &str, req: BulkRequest) -> Result<BulkResponse> {
-        let n = req.rows.len();
-        if n == 0 || n > MAX_BULK_ROWS {
-            return Err(Error::invalid(format!("rows must hold 1..={MAX_BULK_ROWS} entries, got {n}")));
-        }
-        let deps = &self.inner.deps;
-        let def = self.inner.resolver.resolve(deps, name).await?;
-        let shard = req.shard;
-        if shard >= def.shards {
-            return Err(Error::invalid(format!("collection {name:?} has no shard {shard}")));
-        }
-        if let Some(owner) = self.remote_owner(&shard_key(&def.id, shard)) {
-            return Err(Error::conflict(format!(
-                "shard {shard} of {name:?} is written by node {} at {}; send its bulk rows there",
-                owner.node_id, owner.http_url
-            )));
-        }
-        let mut rows = Vec::with_capacity(n);
-        for r in req.rows {
-            let vector = decode_vector(&r.vector).map_err(|e| e.context(format!("row {}", r.id)))?;
-            let row = Row { id: r.id, vector, attributes: r.attributes };
-            def.validate_row(&row)?;
-            if row.id.shard(def.shards) != shard {
-                return Err(Error::invalid(format!(
-                    "row {} belongs to shard {}, not {shard}",
-                    row.id,
-                    row.id.shard(def.shards)
-                )));
-            }
-            rows.push(row);
-        }
-        if let Some(dup) = flush::first_duplicate(rows.iter().map(|r| &r.id)) {
-            return Err(Error::invalid(format!("id {dup} appears more than once in the request")));
-        }
-        // Being the writer means holding its lease: start (or reuse) the local writer.
-        self.local_writer(&def, shard).await?;
-        let paths = ShardPaths::new(def.id.clone(), shard);
-        let base = manifest::load_latest(deps.store.as_ref(), &paths, None).await?;
-        let started = std::time::Instant::now();
-        let (def_build, graph_min_rows) = (def.clone(), self.inner.config.graph_min_rows);
-        let (built, rows) = tokio::task::spawn_blocking(move || -> Result<_> {
-            Ok((segstore::build(&def_build, &rows, graph_min_rows)?, rows))
-        })
-        .await
-        .map_err(|e| Error::internal(format!("segment build panicked: {e}")))??;
-        let seg_ids: Vec<RowId> = rows.into_iter().map(|r| r.id).collect();
-        let segment_id = paths::segment_id(base.flushed_seq, rand::random());
-        let mut ids = IdCache::default();
-        let meta = flush::store_segment(
-            deps,
-            &paths,
-            &segment_id,
-            &built,
-            Arc::new(SegmentIds::new(seg_ids.clone())),
-            (base.flushed_seq, base.flushed_seq),
-            &mut ids,
-        )
-        .await?;
-        tracing::info!(shard = %paths.root(), segment = %segment_id, rows = n, seconds = started.elapsed().as_secs_f64(), "built bulk segment");
-        let committed = commit(deps, &paths, meta, &seg_ids, &mut ids, &base).await?;
-        deps.coord
-            .publish_head(&shard_key(&def.id, shard), Head { wal_seq: 0, manifest_version: committed.version })
-            .await?;
-        Ok(BulkResponse { shard, imported: n, segment: segment_id, manifest_version: committed.version })
+/// Validates, builds one segment (off the runtime) and commits it; see the module docs.
+/// The request's size and collection are already checked.
+pub(crate) async fn import(
+    deps: &Deps,
+    config: &IngestConfig,
+    router: &WriteRouter,
+    writers: &WriterRegistry,
+    def: &Arc<CollectionDef>,
+    req: BulkRequest,
+) -> Result<BulkResponse> {
+    let (shard, n) = (req.shard, req.rows.len());
+    validate::shard(def, shard)?;
+    if let Some(owner) = router.remote_owner(&shard_key(&def.id, shard)) {
+        return Err(Error::conflict(format!(
+            "shard {shard} of {:?} is written by node {} at {}; send its bulk rows there",
+            def.name, owner.node_id, owner.http_url
+        )));
     }
+    let rows = validate::bulk_rows(def, shard, req.rows)?;
+    // Being the writer means holding its lease: start (or reuse) the local writer.
+    writers.start(def, shard).await?;
+    let paths = ShardPaths::new(def.id.clone(), shard);
+    let base = manifest::load_latest(deps.store.as_ref(), &paths, None).await?;
+    let started = deps.clock.now();
+    let (def_build, graph_min_rows) = (def.clone(), config.graph_min_rows);
+    let (built, rows) = tokio::task::spawn_blocking(move || -> Result<_> {
+        Ok((segstore::build(&def_build, &rows, graph_min_rows)?, rows))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("segment build panicked: {e}")))??;
+    let seg_ids: Vec<RowId> = rows.into_iter().map(|r| r.id).collect();
+    let segment_id = paths::segment_id(base.flushed_seq, deps.rng.next_u64());
+    let mut ids = IdCache::default();
+    let meta = flush::store_segment(
+        deps,
+        &paths,
+        &segment_id,
+        &built,
+        Arc::new(SegmentIds::new(seg_ids.clone())),
+        (base.flushed_seq, base.flushed_seq),
+        &mut ids,
+    )
+    .await?;
+    let seconds = deps.clock.elapsed(started).as_secs_f64();
+    tracing::info!(shard = %paths.root(), segment = %segment_id, rows = n, seconds, "built bulk segment");
+    let committed = commit(deps, &paths, meta, &seg_ids, &mut ids, &base).await?;
+    deps.coord
+        .publish_head(&shard_key(&def.id, shard), Head { wal_seq: 0, manifest_version: committed.version })
+        .await?;
+    Ok(BulkResponse { shard, imported: n, segment: segment_id, manifest_version: committed.version })
 }
 
 /// Commits the bulk segment onto the newest manifest, keeping its `flushed_seq`; rebases

@@ -18,7 +18,7 @@
 //! abandoned (its files are left to GC) and the same built segment is uploaded again
 //! under a new name; after [`MAX_UPLOADS`] stale uploads the flush fails as retryable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -28,6 +28,7 @@ use strata_storage::paths::{self, ShardPaths};
 use strata_storage::segment::{self as segstore, SegmentIds};
 use strata_storage::tombstones;
 use strata_storage::wal::{WalEntry, WalOp};
+use strata_types::time::ClockExt;
 use strata_types::{CollectionDef, Row, RowId};
 use strata_types::{Error, Result};
 
@@ -100,7 +101,7 @@ pub(crate) async fn flush(
     let (min_seq, max_seq) = (entries[0].seq, last.seq);
     // Resolving the newest op per id and building are CPU work: both run off the runtime,
     // borrowing rows from the WAL entries rather than copying them.
-    let started = std::time::Instant::now();
+    let started = deps.clock.now();
     let def_for_build = def.clone();
     let (built, seg_ids, touched) = tokio::task::spawn_blocking(move || -> Result<_> {
         let (rows, touched) = newest_ops(&entries);
@@ -122,7 +123,7 @@ pub(crate) async fn flush(
     if let Some(s) = &staged {
         tracing::info!(
             shard = %shard.root(), segment = %s.meta.id, rows = s.meta.rows, graph = s.meta.has_graph,
-            seconds = started.elapsed().as_secs_f64(), "built segment"
+            seconds = deps.clock.elapsed(started).as_secs_f64(), "built segment"
         );
     }
 
@@ -239,7 +240,7 @@ impl Staged {
         attempt: u32,
     ) -> Result<Staged> {
         let started_ms = deps.clock.now_ms();
-        let segment_id = paths::segment_id(max_seq, rand::random());
+        let segment_id = paths::segment_id(max_seq, deps.rng.next_u64());
         let meta = store_segment(deps, shard, &segment_id, &built, seg_ids.clone(), (min_seq, max_seq), ids).await?;
         Ok(Staged { built, ids: seg_ids, meta, started_ms, attempt })
     }
@@ -311,15 +312,9 @@ pub(crate) async fn next_manifest(
     Ok(Manifest { version, flushed_seq, segments, committer_epoch: epoch, created_ms: deps.clock.now_ms() })
 }
 
-/// Ids that appear more than once in a batch (refused: the intent is ambiguous).
-pub(crate) fn first_duplicate<'a>(ids: impl Iterator<Item = &'a RowId>) -> Option<&'a RowId> {
-    let mut seen = HashSet::new();
-    ids.into_iter().find(|id| !seen.insert(*id))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
+    use std::collections::{HashSet, VecDeque};
     use std::sync::Mutex;
 
     use futures::TryStreamExt;
@@ -457,6 +452,5 @@ mod tests {
         let got: Vec<(RowId, f32)> = rows.iter().map(|r| (r.id.clone(), r.vector[0])).collect();
         assert_eq!(got, vec![(RowId::Int(1), 1.5), (RowId::Int(3), 3.0)]);
         assert_eq!(touched, vec![RowId::Int(1), RowId::Int(2), RowId::Int(3)]);
-        assert_eq!(first_duplicate([RowId::Int(1), RowId::Int(2), RowId::Int(1)].iter()), Some(&RowId::Int(1)));
     }
 }

@@ -9,16 +9,19 @@
 //! Entry point: [`start`] with an [`IngestConfig`], injected [`Deps`](strata_deps::Deps)
 //! and a shutdown signal; [`http::router`] exposes the REST API.
 
-pub mod bulk;
+mod bulk;
 mod config;
 mod flush;
 pub mod http;
 mod metrics;
 mod node;
 mod ownership;
+mod routing;
 #[cfg(test)]
 mod routing_tests;
+mod validate;
 mod writer;
+mod writers;
 
 pub use config::IngestConfig;
 pub use node::{IngestNode, start};

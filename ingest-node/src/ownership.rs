@@ -14,60 +14,62 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_coord::shard_key;
+use strata_deps::Deps;
 use strata_storage::catalog;
 use strata_types::Result;
+use strata_types::time::ClockExt;
 use tokio::sync::watch;
 
-use crate::node::IngestNode;
+use crate::routing::WriteRouter;
+use crate::writers::WriterRegistry;
 
 /// How often ownership is re-checked without a view change (also the retry interval of a
 /// takeover whose lease is still held).
 const TICK: Duration = Duration::from_millis(500);
 
-pub(crate) async fn run(node: IngestNode, mut shutdown: watch::Receiver<bool>) {
-    let mut view = node.inner.deps.coord.view();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            changed = view.changed() => if changed.is_err() { return },
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
-        }
-        if let Err(e) = node.reconcile_writers().await {
-            tracing::warn!(error = %e, "could not reconcile shard writers; retrying");
-        }
-    }
+/// Reconciles writers with ownership.
+pub(crate) struct Ownership {
+    pub deps: Deps,
+    pub router: Arc<WriteRouter>,
+    pub writers: Arc<WriterRegistry>,
 }
 
-impl IngestNode {
+impl Ownership {
+    /// Reconciles on every tick and view change until `shutdown`.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut view = self.deps.coord.view();
+        loop {
+            tokio::select! {
+                () = self.deps.clock.sleep(TICK) => {}
+                changed = view.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = self.reconcile().await {
+                tracing::warn!(error = %e, "could not reconcile shard writers; retrying");
+            }
+        }
+    }
+
     /// Starts writers for owned shards and drops the others (see the module docs).
-    pub(crate) async fn reconcile_writers(&self) -> Result<()> {
-        let defs = catalog::list_active(self.inner.deps.store.as_ref()).await?;
+    pub async fn reconcile(&self) -> Result<()> {
+        let defs = catalog::list_active(self.deps.store.as_ref()).await?;
         let mut owned = HashSet::new();
         for def in defs {
             let def = Arc::new(def);
             for shard in 0..def.shards {
-                if self.remote_owner(&shard_key(&def.id, shard)).is_some() {
+                if self.router.remote_owner(&shard_key(&def.id, shard)).is_some() {
                     continue;
                 }
                 owned.insert((def.id.clone(), shard));
-                if let Err(e) = self.local_writer(&def, shard).await {
+                if let Err(e) = self.writers.start(&def, shard).await {
                     tracing::debug!(collection = %def.name, shard, error = %e, "cannot take the shard's writer yet");
                 }
             }
         }
-        let mut writers = self.inner.writers.lock().await;
-        let handoffs = &self.inner.metrics.handoffs;
-        writers.retain(|slot, w| {
-            let keep = owned.contains(slot) && !w.is_stopped();
-            if !keep {
-                tracing::info!(collection_id = %slot.0, shard = slot.1, "handing over the shard's writer");
-                handoffs.inc();
-            }
-            keep
-        });
+        self.writers.keep_only(&owned).await;
         Ok(())
     }
 }

@@ -58,7 +58,7 @@ async fn start(ids: &[&str]) -> Pair {
 /// The index in `nodes` of the rendezvous owner of `key`.
 fn owner_index(pair: &Pair, key: &str) -> usize {
     let owner = pair.coord.view().borrow().writer_owner(key).unwrap().node_id.clone();
-    pair.nodes.iter().position(|n| n.inner.deps.node_id == owner).unwrap()
+    pair.nodes.iter().position(|n| n.deps.node_id == owner).unwrap()
 }
 
 #[tokio::test]
@@ -69,25 +69,25 @@ async fn writes_follow_the_lease_holder_then_the_owner() {
     let key = shard_key(collection, shard);
     let owner = owner_index(&pair, &key);
     let (a, b) = (&pair.nodes[owner], &pair.nodes[1 - owner]);
-    let (owner_id, other_id) = (&a.inner.deps.node_id, &b.inner.deps.node_id);
-    assert!(a.write_target(collection, shard).await.is_none(), "the owner writes its shard itself");
-    assert_eq!(b.write_target(collection, shard).await.unwrap().node_id, *owner_id);
+    let (owner_id, other_id) = (&a.deps.node_id, &b.deps.node_id);
+    assert!(a.router.write_target(collection, shard).await.is_none(), "the owner writes its shard itself");
+    assert_eq!(b.router.write_target(collection, shard).await.unwrap().node_id, *owner_id);
 
     // The other node holds the lease (a handover in progress): the owner sends it the
     // writes. The holder itself has no running writer (it is stepping down), so it sends
     // its own writes on to the owner rather than take the shard back.
     let lease = pair.coord.try_acquire(LeaseKind::Writer, &key, other_id).await.unwrap().unwrap();
-    assert_eq!(a.write_target(collection, shard).await.unwrap().node_id, *other_id);
-    assert_eq!(b.write_target(collection, shard).await.unwrap().node_id, *owner_id);
+    assert_eq!(a.router.write_target(collection, shard).await.unwrap().node_id, *other_id);
+    assert_eq!(b.router.write_target(collection, shard).await.unwrap().node_id, *owner_id);
 
     // Released: back to the owner.
     pair.coord.release(&lease).await.unwrap();
-    assert!(a.write_target(collection, shard).await.is_none());
-    assert_eq!(b.write_target(collection, shard).await.unwrap().node_id, *owner_id);
+    assert!(a.router.write_target(collection, shard).await.is_none());
+    assert_eq!(b.router.write_target(collection, shard).await.unwrap().node_id, *owner_id);
 
     // A holder that is no longer a member is not a target: writes go to the owner.
     let lease = pair.coord.try_acquire(LeaseKind::Writer, &key, "ingest-gone").await.unwrap().unwrap();
-    assert!(a.write_target(collection, shard).await.is_none());
+    assert!(a.router.write_target(collection, shard).await.is_none());
     pair.coord.release(&lease).await.unwrap();
 }
 
@@ -100,7 +100,7 @@ async fn collection(pair: &Pair) -> Arc<CollectionDef> {
         replication: 1,
         hnsw: HnswParams::default(),
     };
-    Arc::new(catalog::create(pair.nodes[0].inner.deps.store.as_ref(), &new, 0, 0).await.unwrap())
+    Arc::new(catalog::create(pair.nodes[0].deps.store.as_ref(), &new, 0, 0).await.unwrap())
 }
 
 #[tokio::test]
@@ -110,22 +110,22 @@ async fn a_forwarded_write_never_starts_a_writer_on_a_non_owner() {
     let owner = owner_index(&pair, &shard_key(&def.id, 0));
     let other = 1 - owner;
 
-    let refused = pair.nodes[other].forwarded_writer(&def, 0).await.err().expect("a non-owner refuses");
+    let refused = pair.nodes[other].router.forwarded_writer(&def, 0).await.err().expect("a non-owner refuses");
     assert_eq!(refused.kind(), ErrorKind::Retryable, "{refused}");
     assert!(refused.to_string().contains("moving"), "{refused}");
-    assert!(pair.nodes[other].inner.writers.lock().await.is_empty(), "no writer was started");
+    assert_eq!(pair.nodes[other].writers.len().await, 0, "no writer was started");
     let lease = pair.coord.view().borrow().lease(LeaseKind::Writer, &shard_key(&def.id, 0)).cloned();
-    assert!(lease.as_ref().is_none_or(|l| l.holder != pair.nodes[other].inner.deps.node_id), "{lease:?}");
+    assert!(lease.as_ref().is_none_or(|l| l.holder != pair.nodes[other].deps.node_id), "{lease:?}");
 
     // The owner starts one (or reuses the one its reconciliation started), and later
     // forwarded writes use that same running writer.
-    let writer = pair.nodes[owner].forwarded_writer(&def, 0).await.unwrap();
+    let writer = pair.nodes[owner].router.forwarded_writer(&def, 0).await.unwrap();
     assert!(!writer.is_stopped());
-    let again = pair.nodes[owner].forwarded_writer(&def, 0).await.unwrap();
+    let again = pair.nodes[owner].router.forwarded_writer(&def, 0).await.unwrap();
     assert!(Arc::ptr_eq(&writer, &again));
     // The owner, holding the lease with a running writer, writes locally; the other node
     // sends the shard's writes to it.
-    assert!(pair.nodes[owner].write_target(&def.id, 0).await.is_none());
-    let target = pair.nodes[other].write_target(&def.id, 0).await.unwrap();
-    assert_eq!(target.node_id, pair.nodes[owner].inner.deps.node_id);
+    assert!(pair.nodes[owner].router.write_target(&def.id, 0).await.is_none());
+    let target = pair.nodes[other].router.write_target(&def.id, 0).await.unwrap();
+    assert_eq!(target.node_id, pair.nodes[owner].deps.node_id);
 }

@@ -25,9 +25,9 @@ use strata_storage::manifest::{self, Manifest};
 use strata_storage::paths::ShardPaths;
 use strata_storage::wal::{self, WalEntry, WalOp};
 use strata_types::CollectionDef;
+use strata_types::time::{ClockExt, Ticker};
 use strata_types::{Error, ErrorKind, Result};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
 
 use crate::config::IngestConfig;
 use crate::flush::{self, IdCache};
@@ -209,7 +209,7 @@ type FlushResult = (Result<Manifest>, IdCache);
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, mut done_rx) = mpsc::channel::<FlushResult>(1);
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut tick = Ticker::new(self.deps.clock.clone(), Duration::from_millis(200));
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -254,14 +254,15 @@ impl Actor {
         let mut all_ops = ops;
         let mut replies = vec![reply];
         let mut total = bytes;
-        let deadline = Instant::now() + Duration::from_millis(self.config.group_commit_window_ms);
+        let clock = self.deps.clock.clone();
+        let deadline = clock.now() + Duration::from_millis(self.config.group_commit_window_ms);
         while total < self.config.group_commit_max_bytes {
             let next = match rx.try_recv() {
                 Ok(cmd) => Some(cmd),
-                Err(_) if Instant::now() >= deadline => None,
+                Err(_) if clock.now() >= deadline => None,
                 Err(_) => tokio::select! {
                     cmd = rx.recv() => cmd,
-                    _ = tokio::time::sleep_until(deadline) => None,
+                    () = clock.sleep_until(deadline) => None,
                 },
             };
             match next {
@@ -298,14 +299,14 @@ impl Actor {
         let entry = WalEntry {
             seq: self.next_seq,
             writer_epoch: self.lease.epoch,
-            commit_id: rand::random(),
+            commit_id: self.deps.rng.next_u64(),
             created_ms: self.deps.clock.now_ms(),
             ops,
         };
-        let started = std::time::Instant::now();
+        let started = self.deps.clock.now();
         match wal::put_entry(self.deps.store.as_ref(), &self.paths, &entry).await {
             Ok(()) => {
-                self.metrics.observe_wal_commit(entry.ops.len(), entry_bytes(&entry), started.elapsed());
+                self.metrics.observe_wal_commit(entry.ops.len(), entry_bytes(&entry), self.deps.clock.elapsed(started));
                 self.accept(entry);
                 let seq = self.next_seq - 1;
                 // Strong reads trust the published head (decision 0004): a write whose head
@@ -384,7 +385,7 @@ impl Actor {
         let metrics = self.metrics.clone();
         let (epoch, hint, done_tx) = (self.lease.epoch, self.manifest.version, done_tx.clone());
         tokio::spawn(async move {
-            let started = std::time::Instant::now();
+            let started = deps.clock.now();
             let ops: usize = entries.iter().map(|e| e.ops.len()).sum();
             let target = flush::FlushTarget {
                 deps: &deps,
@@ -396,7 +397,7 @@ impl Actor {
             };
             let result = flush::flush(target, entries, &mut ids, hint).await;
             if result.is_ok() {
-                metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+                metrics.flush_seconds.observe(deps.clock.elapsed(started).as_secs_f64());
                 metrics.flush_rows.inc_by(ops as u64);
             }
             let _ = done_tx.send((result, ids)).await;

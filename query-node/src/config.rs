@@ -15,10 +15,14 @@ pub struct QueryConfig {
     pub max_ef: usize,
     /// Most ids one get request may carry. Default 10,000.
     pub max_get_ids: usize,
+    /// Shard searches that run at once, on threads of the blocking pool (graph walks and
+    /// exact scans never run on the async runtime); further searches wait their turn.
+    /// Default 0: one per CPU core.
+    pub search_threads: usize,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        Self { eventual_max_lag_ms: 1_000, max_top_k: 1_000, max_ef: 4_096, max_get_ids: 10_000 }
+        Self { eventual_max_lag_ms: 1_000, max_top_k: 1_000, max_ef: 4_096, max_get_ids: 10_000, search_threads: 0 }
     }
 }

@@ -6,20 +6,27 @@
 //! searched with its tombstones (and ids superseded by unflushed writes) filtered inside
 //! the graph walk, the tail is searched exactly, and results merge by distance.
 //!
-//! In a cluster each shard is served by `replication` query nodes chosen by rendezvous
-//! hashing (`serving.rs`, make before break), and every query node routes REST reads to a
-//! replica of each shard, itself or another node over gRPC (`router.rs`).
+//! The role is three parts, each owning its state (see `node.rs`): routing of REST reads
+//! to a replica of each shard (`router.rs`), local shard hosting (`host.rs`, over
+//! `shard.rs` and `tail.rs`, searching on a bounded blocking pool, `pool.rs`) and the
+//! serving loop (`serving.rs`, rendezvous assignment with make-before-break handoffs).
+//! Requests are validated once where they enter a node (`validate.rs`; from other nodes,
+//! `wire.rs`).
 //!
 //! Entry point: [`start`]; [`http::router`] exposes the REST API.
 
 mod config;
+mod host;
 pub mod http;
 mod metrics;
 mod node;
+mod pool;
 mod router;
 mod serving;
 mod shard;
 mod tail;
+mod validate;
+mod wire;
 
 pub use config::QueryConfig;
 pub use node::{QueryNode, start};

@@ -1,5 +1,6 @@
 //! The router: every query node answers REST reads for every collection by asking one
-//! replica of each shard, through [`ShardReads`] — itself, or another node over gRPC.
+//! replica of each shard, through [`ShardReads`] — its own shard hosting, or another node
+//! over gRPC.
 //!
 //! Replica order for a shard: this node if it serves the shard (no network hop); then the
 //! other nodes serving it, rotated per request to spread load; then the nodes that should
@@ -7,30 +8,58 @@
 //! a last resort this node, loading on demand. A failed replica is skipped for the next
 //! one, so with two replicas a dead node costs no failed query. A search whose shards all
 //! fail is an error; one where only some fail answers with `partial` and names them.
+//!
+//! Search, end to end: the request is validated once, here; its vector is shared by every
+//! shard's request; each shard returns its top-k [`Hit`]s (id and distance); the merge
+//! keeps the best `top_k` of all shards; only then are vectors and attributes read, for
+//! the final hits, from the replicas that found them (`fill_rows`). A single-shard
+//! collection skips that second step: its shard's top-k is the answer, so it
+//! materialises them at once. Rows deleted between the two steps are left out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::join_all;
-use strata_api::CollectionInfo;
+use strata_api::{
+    CollectionDescription, CollectionInfo, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse,
+    ShardInfo,
+};
 use strata_coord::{Role, ServeState, shard_key};
-use strata_rpc::{ShardReads, ShardRow, ShardScan, ShardSearch};
+use strata_deps::{Deps, Resolver};
+use strata_rpc::{Hit, ShardGet, ShardReads, ShardScan, ShardSearch};
 use strata_storage::catalog;
 use strata_storage::segment::score_of;
-use strata_types::{CollectionDef, RowId};
-use strata_types::{Error, ErrorKind, Result};
+use strata_types::time::ClockExt;
+use strata_types::{CollectionDef, Error, ErrorKind, Result, RowId};
 
-use crate::node::QueryNode;
-use strata_api::{
-    CollectionDescription, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse, ShardInfo,
-};
+use crate::QueryConfig;
+use crate::host::ShardHost;
+use crate::validate;
 
-impl QueryNode {
-    /// The nodes to ask for `shard`, best first (see the module docs). `None` is this node.
-    fn replicas(&self, def: &CollectionDef, shard: u32) -> Vec<Option<String>> {
-        let view = self.inner.deps.coord.view().borrow().clone();
-        let me = self.inner.deps.node_id.as_str();
+/// Answers REST reads by fanning out to a replica of every shard.
+pub(crate) struct Router {
+    deps: Deps,
+    config: Arc<QueryConfig>,
+    resolver: Arc<Resolver>,
+    /// This node's shards: the first replica tried when this node serves a shard.
+    host: Arc<ShardHost>,
+    /// Rotates the first remote replica tried, to spread load over replicas.
+    round_robin: AtomicUsize,
+}
+
+/// A replica to ask: this node, or another by id.
+type Replica = Option<String>;
+
+impl Router {
+    pub fn new(deps: Deps, config: Arc<QueryConfig>, resolver: Arc<Resolver>, host: Arc<ShardHost>) -> Router {
+        Router { deps, config, resolver, host, round_robin: AtomicUsize::new(0) }
+    }
+
+    /// The nodes to ask for `shard`, best first (see the module docs).
+    fn replicas(&self, def: &CollectionDef, shard: u32) -> Vec<Replica> {
+        let view = self.deps.coord.view().borrow().clone();
+        let me = self.deps.node_id.as_str();
         let live: Vec<&str> = view.members_of(Role::Query).iter().map(|m| m.node_id.as_str()).collect();
         let mut serving: Vec<&str> = view
             .serving_of(&def.id, shard)
@@ -46,7 +75,7 @@ impl QueryNode {
         }
         let others: Vec<&str> = serving.iter().copied().filter(|n| *n != me).collect();
         if !others.is_empty() {
-            let start = self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % others.len();
+            let start = self.round_robin.fetch_add(1, Ordering::Relaxed) % others.len();
             order.extend(others[start..].iter().chain(&others[..start]));
         }
         for n in desired.into_iter().chain([me]) {
@@ -57,33 +86,45 @@ impl QueryNode {
         order.into_iter().map(|n| (n != me).then(|| n.to_owned())).collect()
     }
 
-    fn target(&self, node: &Option<String>) -> Result<Arc<dyn ShardReads>> {
-        let Some(node_id) = node else { return Ok(Arc::new(self.clone())) };
-        let view = self.inner.deps.coord.view().borrow().clone();
+    fn target(&self, replica: &Replica) -> Result<Arc<dyn ShardReads>> {
+        let Some(node_id) = replica else { return Ok(self.host.clone()) };
+        let view = self.deps.coord.view().borrow().clone();
         let member = view
             .member(Role::Query, node_id)
             .ok_or_else(|| Error::retryable(format!("query node {node_id} left the cluster")))?;
-        Ok(Arc::new(self.inner.deps.rpc.node(&member.grpc_url)?))
+        Ok(Arc::new(self.deps.rpc.node(&member.grpc_url)?))
     }
 
-    /// Runs `call` on the replicas of `shard` in order until one answers. Invalid input
+    /// Runs `call` on the replicas of `shard` in order (`first`, if given, before them)
+    /// until one answers; returns its answer and which replica gave it. Invalid input
     /// fails the same everywhere, so it is not retried.
-    async fn on_replicas<T, F, Fut>(&self, def: &CollectionDef, shard: u32, call: F) -> Result<T>
+    async fn on_replicas<T, F, Fut>(
+        &self,
+        def: &CollectionDef,
+        shard: u32,
+        first: Option<&Replica>,
+        call: F,
+    ) -> Result<(T, Replica)>
     where
         F: Fn(Arc<dyn ShardReads>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let mut replicas = self.replicas(def, shard);
+        if let Some(first) = first {
+            replicas.retain(|r| r != first);
+            replicas.insert(0, first.clone());
+        }
         let mut last = None;
-        for node in self.replicas(def, shard) {
-            let result = match self.target(&node) {
+        for replica in replicas {
+            let result = match self.target(&replica) {
                 Ok(target) => call(target).await,
                 Err(e) => Err(e),
             };
             match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => return Ok((v, replica)),
                 Err(e) if e.kind() == ErrorKind::Invalid => return Err(e),
                 Err(e) => {
-                    tracing::debug!(shard, node = ?node, error = %e, "replica failed; trying the next");
+                    tracing::debug!(shard, node = ?replica, error = %e, "replica failed; trying the next");
                     last = Some(e);
                 }
             }
@@ -92,34 +133,41 @@ impl QueryNode {
     }
 
     pub async fn search(&self, name: &str, req: SearchRequest) -> Result<SearchResponse> {
-        let started = Instant::now();
-        let def = self.inner.resolver.resolve(&self.inner.deps, name).await?;
+        let started = self.deps.clock.now();
+        let def = self.resolver.resolve(&self.deps, name).await?;
         let ef = req.ef.unwrap_or(def.hnsw.ef as usize);
-        self.check_search(&def, &req.vector, req.top_k, ef)?;
+        validate::search(&self.config, &def, &req.vector, req.top_k, ef)?;
+        let single_shard = def.shards == 1;
+        let eventual = req.consistency == Consistency::Eventual;
         let shard_req = ShardSearch {
-            vector: req.vector,
+            vector: req.vector.into(),
             top_k: req.top_k as u32,
             ef: ef.max(req.top_k) as u32,
-            eventual: req.consistency == Consistency::Eventual,
-            include_vector: req.include_vector,
-            include_attributes: req.include_attributes,
+            eventual,
+            include_vector: single_shard && req.include_vector,
+            include_attributes: single_shard && req.include_attributes,
         };
         let per_shard = join_all((0..def.shards).map(|shard| {
             let (def, shard_req) = (&def, &shard_req);
-            self.on_replicas(def, shard, move |t| {
+            self.on_replicas(def, shard, None, move |t| {
                 let shard_req = shard_req.clone();
                 async move { t.search_shard(&def.id, shard, shard_req).await }
             })
         }))
         .await;
-        let mut hits: Vec<ShardRow> = Vec::new();
+        // (shard, hit), and which replica answered each shard.
+        let mut hits: Vec<(u32, Hit)> = Vec::new();
+        let mut answered: HashMap<u32, Replica> = HashMap::new();
         let (mut failed_shards, mut last_error) = (Vec::new(), None);
-        for (shard, result) in per_shard.into_iter().enumerate() {
+        for (shard, result) in (0..def.shards).zip(per_shard) {
             match result {
-                Ok(rows) => hits.extend(rows),
+                Ok((found, replica)) => {
+                    hits.extend(found.into_iter().map(|h| (shard, h)));
+                    answered.insert(shard, replica);
+                }
                 Err(e) if e.kind() == ErrorKind::Invalid => return Err(e),
                 Err(e) => {
-                    failed_shards.push(shard as u32);
+                    failed_shards.push(shard);
                     last_error = Some(e);
                 }
             }
@@ -129,23 +177,65 @@ impl QueryNode {
         {
             return Err(e.context("no shard could be searched"));
         }
-        hits.sort_by(|a, b| a.distance.unwrap_or(f32::MAX).total_cmp(&b.distance.unwrap_or(f32::MAX)));
+        hits.sort_by(|a, b| a.1.distance.total_cmp(&b.1.distance));
+        hits.truncate(req.top_k);
+        if !single_shard && (req.include_vector || req.include_attributes) {
+            let wanted = (req.include_vector, req.include_attributes);
+            hits = self.fill_rows(&def, hits, &answered, wanted, eventual).await?;
+        }
         let results = hits
             .into_iter()
-            .take(req.top_k)
-            .map(|h| ResultRow {
+            .map(|(_, h)| ResultRow {
                 id: h.id,
-                score: h.distance.map(|d| score_of(def.metric, d)),
+                score: Some(score_of(def.metric, h.distance)),
                 vector: h.vector,
                 attributes: h.attributes,
             })
             .collect();
         Ok(SearchResponse {
             results,
-            took_us: started.elapsed().as_micros() as u64,
+            took_us: self.deps.clock.elapsed(started).as_micros() as u64,
             partial: !failed_shards.is_empty(),
             failed_shards,
         })
+    }
+
+    /// Reads the vectors and attributes of the final hits, one call per shard that has any,
+    /// first from the replica that found them. Hits whose rows were deleted meanwhile are
+    /// left out.
+    async fn fill_rows(
+        &self,
+        def: &CollectionDef,
+        hits: Vec<(u32, Hit)>,
+        answered: &HashMap<u32, Replica>,
+        (include_vector, include_attributes): (bool, bool),
+        eventual: bool,
+    ) -> Result<Vec<(u32, Hit)>> {
+        let mut ids_of: HashMap<u32, Vec<RowId>> = HashMap::new();
+        for (shard, hit) in &hits {
+            ids_of.entry(*shard).or_default().push(hit.id.clone());
+        }
+        let fetched = join_all(ids_of.into_iter().map(|(shard, ids)| {
+            let req = ShardGet { ids, include_vector, include_attributes, eventual };
+            self.on_replicas(def, shard, answered.get(&shard), move |t| {
+                let req = req.clone();
+                async move { t.get_rows(&def.id, shard, req).await }
+            })
+        }))
+        .await;
+        let mut rows = HashMap::new();
+        for result in fetched {
+            for row in result?.0 {
+                rows.insert(row.id.clone(), row);
+            }
+        }
+        Ok(hits
+            .into_iter()
+            .filter_map(|(shard, hit)| {
+                let row = rows.remove(&hit.id)?;
+                Some((shard, Hit { vector: row.vector, attributes: row.attributes, ..hit }))
+            })
+            .collect())
     }
 
     /// Rows by id, in request order; ids that do not exist are left out.
@@ -153,17 +243,11 @@ impl QueryNode {
         &self,
         name: &str,
         ids: &[RowId],
-        with_vector: bool,
-        with_attributes: bool,
+        include_vector: bool,
+        include_attributes: bool,
     ) -> Result<Vec<ResultRow>> {
-        let max = self.inner.config.max_get_ids;
-        if ids.is_empty() || ids.len() > max {
-            return Err(Error::invalid(format!("ids must hold 1..={max} entries, got {}", ids.len())));
-        }
-        for id in ids {
-            id.validate()?;
-        }
-        let def = self.inner.resolver.resolve(&self.inner.deps, name).await?;
+        validate::get(&self.config, ids)?;
+        let def = self.resolver.resolve(&self.deps, name).await?;
         let mut per_shard: Vec<Vec<RowId>> = vec![Vec::new(); def.shards as usize];
         for id in ids {
             per_shard[id.shard(def.shards) as usize].push(id.clone());
@@ -171,15 +255,16 @@ impl QueryNode {
         let fetched =
             join_all(per_shard.into_iter().enumerate().filter(|(_, ids)| !ids.is_empty()).map(|(shard, ids)| {
                 let def = &def;
-                self.on_replicas(def, shard as u32, move |t| {
-                    let ids = ids.clone();
-                    async move { t.get_rows(&def.id, shard as u32, ids, with_vector, with_attributes).await }
+                let req = ShardGet { ids, include_vector, include_attributes, eventual: false };
+                self.on_replicas(def, shard as u32, None, move |t| {
+                    let req = req.clone();
+                    async move { t.get_rows(&def.id, shard as u32, req).await }
                 })
             }))
             .await;
-        let mut found = std::collections::HashMap::new();
+        let mut found = HashMap::new();
         for rows in fetched {
-            for row in rows? {
+            for row in rows?.0 {
                 found.insert(row.id.clone(), row);
             }
         }
@@ -193,33 +278,34 @@ impl QueryNode {
 
     /// One page of a shard's live rows in id order, from one replica (see `scan_shard`).
     pub async fn scan(&self, name: &str, shard: u32, after: Option<RowId>, limit: u32) -> Result<ShardScan> {
-        let def = self.inner.resolver.resolve(&self.inner.deps, name).await?;
-        if shard >= def.shards {
-            return Err(Error::invalid(format!("collection {name:?} has no shard {shard} (it has {})", def.shards)));
-        }
+        validate::scan(after.as_ref(), limit)?;
+        let def = self.resolver.resolve(&self.deps, name).await?;
+        validate::shard(&def, shard)?;
         let def = &def;
-        self.on_replicas(def, shard, move |t| {
-            let after = after.clone();
-            async move { t.scan_shard(&def.id, shard, after, limit).await }
-        })
-        .await
+        let (page, _) = self
+            .on_replicas(def, shard, None, move |t| {
+                let after = after.clone();
+                async move { t.scan_shard(&def.id, shard, after, limit).await }
+            })
+            .await?;
+        Ok(page)
     }
 
     pub async fn list(&self) -> Result<Vec<CollectionInfo>> {
-        let defs = catalog::list_active(self.inner.deps.store.as_ref()).await?;
+        let defs = catalog::list_active(self.deps.store.as_ref()).await?;
         Ok(defs.iter().map(CollectionInfo::from).collect())
     }
 
     pub async fn describe(&self, name: &str) -> Result<CollectionDescription> {
-        let def = self.inner.resolver.resolve(&self.inner.deps, name).await?;
+        let def = self.resolver.resolve(&self.deps, name).await?;
         let stats = join_all((0..def.shards).map(|shard| {
             let def = &def;
-            self.on_replicas(def, shard, move |t| async move { t.describe_shard(&def.id, shard).await })
+            self.on_replicas(def, shard, None, move |t| async move { t.describe_shard(&def.id, shard).await })
         }))
         .await;
         let mut shards = Vec::with_capacity(stats.len());
         for s in stats {
-            let s = s?;
+            let (s, _) = s?;
             shards.push(ShardInfo {
                 shard: s.shard,
                 rows: s.rows,

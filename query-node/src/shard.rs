@@ -25,7 +25,8 @@ use strata_storage::paths::ShardPaths;
 use strata_storage::segment::LoadedSegment;
 use strata_storage::tombstones;
 use strata_storage::wal;
-use strata_types::{CollectionDef, Row, RowId};
+use strata_types::time::ClockExt;
+use strata_types::{Attributes, CollectionDef, RowId};
 use strata_types::{Error, Result};
 
 use crate::tail::{Newest, Tail};
@@ -44,17 +45,27 @@ pub(crate) struct ShardState {
     pub tail: Tail,
 }
 
-/// Where a hit came from.
+/// Where a row lives in one [`ShardState`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Location {
     Segment { index: usize, row: u32 },
     Tail { flat: u32 },
 }
 
+/// A row found by a search of one state, before it becomes an API-level hit.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Hit {
+pub(crate) struct Found {
     pub distance: f32,
     pub location: Location,
+}
+
+/// How fresh a read needs the shard to be.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Freshness {
+    /// Every write acknowledged before `since` (a refresh that started after it).
+    Strong { since: Instant },
+    /// A state confirmed current at most `max_age` ago.
+    Eventual { max_age: Duration },
 }
 
 pub(crate) struct ShardReader {
@@ -101,17 +112,18 @@ impl ShardReader {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Brings the state up to date unless a refresh that started after `since` (or, with
-    /// `max_age`, within it) already completed.
-    pub async fn refresh(&self, since: Instant, max_age: Option<Duration>) -> Result<()> {
-        if let Some(age) = max_age
-            && self.confirmed.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|c| c.elapsed() <= age)
+    /// Brings the state up to date unless a refresh that started after `since` (or, for
+    /// an eventual read, within its `max_age`) already completed.
+    pub async fn refresh(&self, freshness: Freshness) -> Result<()> {
+        let clock = self.deps.clock.as_ref();
+        if let Freshness::Eventual { max_age } = freshness
+            && self.confirmed.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|c| clock.elapsed(c) <= max_age)
         {
             return Ok(());
         }
         // Fast path: writers publish the head before acknowledging, so having applied up to
         // the published head means having every acknowledged write.
-        let checked = Instant::now();
+        let checked = clock.now();
         if let Some(head) = self.deps.coord.head(&self.key).await? {
             let current = {
                 let s = self.read();
@@ -124,15 +136,15 @@ impl ShardReader {
         }
         let mut last = self.refresh.lock().await;
         if let Some(started) = *last {
-            let fresh_enough = match max_age {
-                Some(age) => started.elapsed() <= age,
-                None => started >= since,
+            let fresh_enough = match freshness {
+                Freshness::Eventual { max_age } => clock.elapsed(started) <= max_age,
+                Freshness::Strong { since } => started >= since,
             };
             if fresh_enough {
                 return Ok(());
             }
         }
-        let started = Instant::now();
+        let started = clock.now();
         self.refresh_now().await?;
         *last = Some(started);
         self.confirm(started);
@@ -199,13 +211,14 @@ impl ShardReader {
         Ok(())
     }
 
-    /// Top-`k` hits of this shard for a prepared query, best first.
-    pub fn search(state: &ShardState, query: &[f32], k: usize, ef: usize) -> Vec<Hit> {
-        let mut hits: Vec<Hit> = state
+    /// Top-`k` rows of this shard for a prepared query, best first. Blocking (graph walks
+    /// and the exact scan of the tail): callers run it on the search pool.
+    pub fn search(state: &ShardState, query: &[f32], k: usize, ef: usize) -> Vec<Found> {
+        let mut hits: Vec<Found> = state
             .tail
             .search(query, k)
             .into_iter()
-            .map(|c| Hit { distance: c.distance, location: Location::Tail { flat: c.row } })
+            .map(|c| Found { distance: c.distance, location: Location::Tail { flat: c.row } })
             .collect();
         for (index, view) in state.segments.iter().enumerate() {
             let ids = &view.segment.ids.ids;
@@ -216,7 +229,7 @@ impl ShardReader {
             hits.extend(
                 found
                     .into_iter()
-                    .map(|c| Hit { distance: c.distance, location: Location::Segment { index, row: c.row } }),
+                    .map(|c| Found { distance: c.distance, location: Location::Segment { index, row: c.row } }),
             );
         }
         hits.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -282,24 +295,33 @@ impl ShardReader {
         (state.manifest.rows() + state.tail.live_rows() as u64).saturating_sub(shadowed as u64)
     }
 
-    /// Materialises a hit's row.
-    pub fn row(state: &ShardState, location: Location, with_vector: bool, with_attributes: bool) -> Row {
+    /// The id of the row at `location`.
+    pub fn id(state: &ShardState, location: Location) -> RowId {
+        match location {
+            Location::Tail { flat } => state.tail.row(flat).id.clone(),
+            Location::Segment { index, row } => state.segments[index].segment.ids.ids.id(row as usize).into_owned(),
+        }
+    }
+
+    /// The vector and attributes of the row at `location`, each only if asked for (and,
+    /// for attributes, only if the row has any).
+    pub fn payload(
+        state: &ShardState,
+        location: Location,
+        with_vector: bool,
+        with_attributes: bool,
+    ) -> (Option<Vec<f32>>, Option<Attributes>) {
         match location {
             Location::Tail { flat } => {
                 let r = state.tail.row(flat);
-                Row {
-                    id: r.id.clone(),
-                    vector: if with_vector { r.vector.clone() } else { Vec::new() },
-                    attributes: if with_attributes { r.attributes.clone() } else { None },
-                }
+                (with_vector.then(|| r.vector.clone()), r.attributes.clone().filter(|_| with_attributes))
             }
             Location::Segment { index, row } => {
-                let seg = &state.segments[index].segment;
-                Row {
-                    id: seg.ids.ids.id(row as usize).into_owned(),
-                    vector: if with_vector { seg.rows.vector(row).to_vec() } else { Vec::new() },
-                    attributes: if with_attributes { seg.rows.attributes(row) } else { None },
-                }
+                let rows = &state.segments[index].segment.rows;
+                (
+                    with_vector.then(|| rows.vector(row).to_vec()),
+                    with_attributes.then(|| rows.attributes(row)).flatten(),
+                )
             }
         }
     }

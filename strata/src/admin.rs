@@ -7,7 +7,7 @@
 //! cluster to converge on that assignment and reports what is still moving.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use strata_coord::{ClusterView, LeaseKind, Role, ServeState, shard_key};
 use strata_deps::Deps;
 use strata_storage::catalog;
 use strata_types::Error;
+use strata_types::time::{self, ClockExt};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// A node as the admin API shows it (one entry per node id, whatever its roles).
@@ -228,16 +229,18 @@ async fn list_shards(State(deps): State<Deps>) -> ApiResult<Json<ShardsResponse>
 #[utoipa::path(post, path = "/v1/cluster/rebalance", params(WaitParams),
     responses((status = 200, body = RebalanceResponse)))]
 async fn rebalance(State(deps): State<Deps>, Query(params): Query<WaitParams>) -> ApiResult<Json<RebalanceResponse>> {
-    let started = Instant::now();
+    let clock = deps.clock.as_ref();
+    let started = clock.now();
     let wait = Duration::from_millis(params.wait_ms.unwrap_or(10_000).min(60_000));
     loop {
         let view = deps.coord.view().borrow().clone();
         let pending: Vec<ShardStatus> = shards_of(&deps, &view).await?.into_iter().filter(|s| !s.settled).collect();
-        if pending.is_empty() || started.elapsed() >= wait {
-            let took_ms = started.elapsed().as_millis() as u64;
+        let waited = clock.elapsed(started);
+        if pending.is_empty() || waited >= wait {
+            let took_ms = waited.as_millis() as u64;
             return Ok(Json(RebalanceResponse { converged: pending.is_empty(), took_ms, pending }));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        clock.sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -261,13 +264,15 @@ async fn set_drain(deps: &Deps, id: &str, draining: bool) -> ApiResult<Json<Node
     }
     deps.coord.set_drain(id, draining).await?;
     let mut rx = deps.coord.view();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let clock = deps.clock.as_ref();
+    let deadline = clock.now() + Duration::from_secs(5);
     loop {
         if let Some(node) = nodes_of(&rx.borrow_and_update()).into_iter().find(|n| n.id == id && n.draining == draining)
         {
             return Ok(Json(node));
         }
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+        let left = deadline.saturating_duration_since(clock.now());
+        if time::timeout(clock, left, rx.changed()).await.is_err() {
             return Err(Error::retryable("the drain flag was written but is not visible yet").into());
         }
     }
@@ -283,19 +288,20 @@ async fn remove(
     Query(params): Query<WaitParams>,
 ) -> ApiResult<Json<NodeStatus>> {
     let Json(mut status) = set_drain(&deps, &id, true).await?;
-    let deadline = Instant::now() + Duration::from_millis(params.wait_ms.unwrap_or(30_000).min(120_000));
+    let clock = deps.clock.as_ref();
+    let deadline = clock.now() + Duration::from_millis(params.wait_ms.unwrap_or(30_000).min(120_000));
     loop {
         let holds = deps.coord.view().borrow().serving.iter().any(|r| r.node_id == id);
         if !holds {
             break;
         }
-        if Instant::now() >= deadline {
+        if clock.now() >= deadline {
             return Err(Error::retryable(format!(
                 "node {id:?} still serves shards that no other node has taken over; it stays drained, retry later"
             ))
             .into());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        clock.sleep(Duration::from_millis(100)).await;
     }
     // The drain flag stays: should the process come back (a new session re-registers it),
     // it still gets no shards until someone undrains it.

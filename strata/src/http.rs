@@ -6,7 +6,6 @@
 //! by route template (`MatchedPath`, or `unmatched`), method and status.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, Uri, header};
@@ -23,6 +22,7 @@ use strata_deps::Deps;
 use strata_rpc::server::RpcCounters;
 use strata_storage::cache::CacheMetrics;
 use strata_types::metrics::{LATENCY_BUCKETS, Metrics};
+use strata_types::time::{Clock, ClockExt};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::node::Mode;
@@ -67,7 +67,7 @@ pub fn router(
         cache: CacheMetrics::register(&deps.metrics),
         leases: LeaseMetrics::register(&deps.metrics),
     };
-    let http_metrics = HttpMetrics::register(&deps.metrics);
+    let http_metrics = HttpMetrics::register(&deps.metrics, deps.clock.clone());
     let mut router = Router::new()
         .merge(crate::admin::router(deps.clone()))
         .route("/healthz", get(|| async { "ok" }))
@@ -118,11 +118,14 @@ pub fn router(
 struct HttpMetrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
+    /// Times requests.
+    clock: Arc<dyn Clock>,
 }
 
 impl HttpMetrics {
-    fn register(metrics: &Metrics) -> HttpMetrics {
+    fn register(metrics: &Metrics, clock: Arc<dyn Clock>) -> HttpMetrics {
         HttpMetrics {
+            clock,
             requests: metrics.counter_vec(
                 "strata_http_requests_total",
                 "HTTP requests answered, by route template, method and status code.",
@@ -152,11 +155,12 @@ async fn track(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> 
         Method::OPTIONS => "OPTIONS",
         _ => "other",
     };
-    let started = Instant::now();
+    let started = metrics.clock.now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
+    let seconds = metrics.clock.elapsed(started).as_secs_f64();
     metrics.requests.with_label_values(&[route.as_str(), method, &status]).inc();
-    metrics.request_seconds.with_label_values(&[route.as_str(), method]).observe(started.elapsed().as_secs_f64());
+    metrics.request_seconds.with_label_values(&[route.as_str(), method]).observe(seconds);
     response
 }
 

@@ -23,7 +23,7 @@ use strata_storage::instrumented_store::InstrumentedStore;
 use strata_storage::store;
 use strata_types::metrics::Metrics;
 use strata_types::random::Random;
-use strata_types::time::SystemClock;
+use strata_types::time::{Clock, SystemClock};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -69,14 +69,16 @@ impl Node {
     /// when the object store does not honour create-only puts or etcd cannot be reached.
     pub async fn start(mode: Mode, mut config: Config) -> anyhow::Result<Node> {
         let metrics = Arc::new(Metrics::new());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let rng = Arc::new(Random::from_entropy());
         // Every request to object storage is counted and timed, the startup probe included.
-        let store = InstrumentedStore::wrap(open_store(mode, &config).await?, &metrics);
-        store::check_create_only(store.as_ref())
+        let store = InstrumentedStore::wrap(open_store(mode, &config).await?, &metrics, clock.clone());
+        store::check_create_only(store.as_ref(), rng.next_u64())
             .await
             .map_err(|e| anyhow::anyhow!("object storage check failed: {e}"))?;
         let coord: Arc<dyn Coordination> = match mode {
             Mode::Standalone => Arc::new(InProcess::new()),
-            Mode::Cluster(_) => Etcd::connect(config.etcd.clone())
+            Mode::Cluster(_) => Etcd::connect(config.etcd.clone(), clock.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect to etcd at {:?}: {e}", config.etcd.endpoints))?,
         };
@@ -89,16 +91,7 @@ impl Node {
         }
         let cache = Arc::new(SegmentCache::open(&config.cache).await?);
         let node_id = node_id(mode, &config);
-        let deps = Deps {
-            store,
-            coord,
-            clock: Arc::new(SystemClock),
-            rng: Arc::new(Random::from_entropy()),
-            cache,
-            rpc: RpcClients::new(config.rpc.clone()),
-            node_id,
-            metrics,
-        };
+        let deps = Deps { store, coord, clock, rng, cache, rpc: RpcClients::new(config.rpc.clone()), node_id, metrics };
 
         // Members first: the roles' first ownership and serving plans must see this node.
         register(mode, &config, &deps).await?;
@@ -116,8 +109,8 @@ impl Node {
             false => None,
         };
         let rpc_service = NodeService {
-            reads: query.clone().map(|q| Arc::new(q) as _),
-            writes: ingest.clone().map(|i| Arc::new(i) as _),
+            reads: query.as_ref().map(strata_query::QueryNode::shard_reads),
+            writes: ingest.as_ref().map(strata_ingest::IngestNode::shard_writes),
             counters: Default::default(),
         };
         let router = crate::http::router(mode, &deps, ingest.clone(), query.clone(), rpc_service.counters.clone())

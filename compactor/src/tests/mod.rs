@@ -2,6 +2,9 @@
 //! cache and in-process coordination. `harness` builds shards the way the ingest flush
 //! does; `hook_store` injects a concurrent commit into a compaction's manifest create.
 
+// The background-loop tests wait for it in real time.
+#![allow(clippy::disallowed_methods)]
+
 mod gc_tests;
 mod harness;
 mod hook_store;

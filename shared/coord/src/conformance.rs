@@ -9,6 +9,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_types::time::{self, Clock, SystemClock};
+
 use super::*;
 
 /// Runs every conformance check. Each check gets fresh keys, so `make` may share state.
@@ -65,15 +67,18 @@ fn member(node: &str, role: Role) -> Member {
     }
 }
 
-/// Waits (bounded) until `check` holds for `coord`'s view.
+/// Waits (bounded, in real time: the implementations under test run on real time) until
+/// `check` holds for `coord`'s view.
 pub async fn eventually(coord: &dyn Coordination, what: &str, check: impl Fn(&ClusterView) -> bool) {
+    let clock = SystemClock;
     let mut rx = coord.view();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = clock.now() + Duration::from_secs(10);
     loop {
         if check(&rx.borrow_and_update()) {
             return;
         }
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
+        let left = deadline.saturating_duration_since(clock.now());
+        match time::timeout(&clock, left, rx.changed()).await {
             Ok(Ok(())) => {}
             _ => panic!("view never showed {what}: {:?}", *rx.borrow()),
         }

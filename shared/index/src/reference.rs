@@ -122,8 +122,10 @@ mod tests {
     use super::*;
     use crate::NativeParams;
 
+    type Build = fn(&[f32], usize, Space, GraphParams) -> Graph;
+
     /// Both builders, for tests that must hold for either.
-    fn builders() -> [(&'static str, fn(&[f32], usize, Space, GraphParams) -> Graph); 2] {
+    fn builders() -> [(&'static str, Build); 2] {
         [("hnsw_rs", build), ("native", |v, d, s, p| Graph::build_with(v, d, s, p, NativeParams::default()))]
     }
 

@@ -2,7 +2,7 @@
 //! Forwarded write operations travel in the WAL's own encoding, so there is exactly one
 //! binary form of a row; everything decoded from the wire is validated like user input.
 
-use super::{ShardRow, ShardSearch, ShardStats};
+use super::{Hit, ShardGet, ShardRow, ShardSearch, ShardStats};
 use crate::pb;
 use strata_storage::wal::{WalEntry, WalOp};
 use strata_types::{Attributes, RowId};
@@ -32,7 +32,7 @@ pub(crate) fn shard_ref(collection_id: &str, shard: u32) -> Option<pb::ShardRef>
 pub(crate) fn search_request(collection_id: &str, shard: u32, req: ShardSearch) -> pb::SearchShardRequest {
     pb::SearchShardRequest {
         shard: shard_ref(collection_id, shard),
-        vector: req.vector,
+        vector: req.vector.to_vec(),
         top_k: req.top_k,
         ef: req.ef,
         eventual: req.eventual,
@@ -43,7 +43,7 @@ pub(crate) fn search_request(collection_id: &str, shard: u32, req: ShardSearch) 
 
 pub(crate) fn search_from_pb(msg: pb::SearchShardRequest) -> (Option<pb::ShardRef>, ShardSearch) {
     let req = ShardSearch {
-        vector: msg.vector,
+        vector: msg.vector.into(),
         top_k: msg.top_k,
         ef: msg.ef,
         eventual: msg.eventual,
@@ -53,47 +53,65 @@ pub(crate) fn search_from_pb(msg: pb::SearchShardRequest) -> (Option<pb::ShardRe
     (msg.shard, req)
 }
 
-pub(crate) fn get_request(
-    collection_id: &str,
-    shard: u32,
-    ids: Vec<RowId>,
-    include_vector: bool,
-    include_attributes: bool,
-) -> pb::GetRowsRequest {
+pub(crate) fn get_request(collection_id: &str, shard: u32, req: ShardGet) -> pb::GetRowsRequest {
     pb::GetRowsRequest {
         shard: shard_ref(collection_id, shard),
-        ids: ids.into_iter().map(id_to_pb).collect(),
-        include_vector,
-        include_attributes,
+        ids: req.ids.into_iter().map(id_to_pb).collect(),
+        include_vector: req.include_vector,
+        include_attributes: req.include_attributes,
+        eventual: req.eventual,
+    }
+}
+
+fn pb_row(id: RowId, distance: Option<f32>, vector: Option<Vec<f32>>, attributes: Option<Attributes>) -> pb::Row {
+    pb::Row {
+        id: Some(id_to_pb(id)),
+        distance,
+        vector: vector.unwrap_or_default(),
+        attributes_json: attributes.map(|a| serde_json::to_string(&a).unwrap_or_default()).unwrap_or_default(),
     }
 }
 
 pub(crate) fn row_to_pb(row: ShardRow) -> pb::Row {
-    pb::Row {
-        id: Some(id_to_pb(row.id)),
-        distance: row.distance,
-        vector: row.vector.unwrap_or_default(),
-        attributes_json: row.attributes.map(|a| serde_json::to_string(&a).unwrap_or_default()).unwrap_or_default(),
-    }
+    pb_row(row.id, None, row.vector, row.attributes)
+}
+
+pub(crate) fn hit_to_pb(hit: Hit) -> pb::Row {
+    pb_row(hit.id, Some(hit.distance), hit.vector, hit.attributes)
+}
+
+/// The parts of a wire row: id, distance, vector, attributes.
+type RowParts = (RowId, Option<f32>, Option<Vec<f32>>, Option<Attributes>);
+
+/// The parts of a wire row, checked.
+fn row_parts(r: pb::Row) -> Result<RowParts> {
+    let attributes = if r.attributes_json.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_str::<Attributes>(&r.attributes_json)
+                .map_err(|e| Error::internal(format!("a node sent malformed attributes: {e}")))?,
+        )
+    };
+    let vector = (!r.vector.is_empty()).then_some(r.vector);
+    Ok((id_from_pb(r.id)?, r.distance, vector, attributes))
 }
 
 pub(crate) fn rows_from_pb(rows: Vec<pb::Row>) -> Result<Vec<ShardRow>> {
     rows.into_iter()
         .map(|r| {
-            let attributes = if r.attributes_json.is_empty() {
-                None
-            } else {
-                Some(
-                    serde_json::from_str::<Attributes>(&r.attributes_json)
-                        .map_err(|e| Error::internal(format!("a node sent malformed attributes: {e}")))?,
-                )
-            };
-            Ok(ShardRow {
-                id: id_from_pb(r.id)?,
-                distance: r.distance,
-                vector: (!r.vector.is_empty()).then_some(r.vector),
-                attributes,
-            })
+            let (id, _, vector, attributes) = row_parts(r)?;
+            Ok(ShardRow { id, vector, attributes })
+        })
+        .collect()
+}
+
+pub(crate) fn hits_from_pb(rows: Vec<pb::Row>) -> Result<Vec<Hit>> {
+    rows.into_iter()
+        .map(|r| {
+            let (id, distance, vector, attributes) = row_parts(r)?;
+            let distance = distance.ok_or_else(|| Error::internal("a node sent a search hit without a distance"))?;
+            Ok(Hit { id, distance, vector, attributes })
         })
         .collect()
 }
@@ -149,11 +167,18 @@ mod tests {
         let mut attrs = Attributes::new();
         attrs.insert("lang".to_owned(), serde_json::json!("en"));
         let rows = vec![
-            ShardRow { id: RowId::Int(7), distance: Some(0.5), vector: Some(vec![1.0, 2.0]), attributes: Some(attrs) },
-            ShardRow { id: RowId::Str("a".into()), distance: None, vector: None, attributes: None },
+            ShardRow { id: RowId::Int(7), vector: Some(vec![1.0, 2.0]), attributes: Some(attrs.clone()) },
+            ShardRow { id: RowId::Str("a".into()), vector: None, attributes: None },
         ];
         let back = rows_from_pb(rows.clone().into_iter().map(row_to_pb).collect()).unwrap();
         assert_eq!(back, rows);
+        let hits = vec![
+            Hit { id: RowId::Int(7), distance: 0.5, vector: Some(vec![1.0, 2.0]), attributes: Some(attrs) },
+            Hit { id: RowId::Str("a".into()), distance: -1.0, vector: None, attributes: None },
+        ];
+        let back = hits_from_pb(hits.clone().into_iter().map(hit_to_pb).collect()).unwrap();
+        assert_eq!(back, hits);
+        assert!(hits_from_pb(vec![row_to_pb(rows[1].clone())]).is_err(), "a hit needs its distance");
 
         let ops = vec![
             WalOp::Upsert(Row { id: RowId::Int(1), vector: vec![0.25, -1.0], attributes: None }),

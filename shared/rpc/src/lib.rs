@@ -36,19 +36,45 @@ pub mod pb {
 /// One search against one shard.
 #[derive(Clone, Debug)]
 pub struct ShardSearch {
-    pub vector: Vec<f32>,
+    /// The query, shared by every shard of one request (the shard prepares it for its
+    /// metric, e.g. normalises it for cosine).
+    pub vector: Arc<[f32]>,
     pub top_k: u32,
     pub ef: u32,
     pub eventual: bool,
+    /// Materialise vectors and attributes of the hits. Routers ask for them only when a
+    /// shard's top-k is the final answer (a single-shard collection); otherwise they fetch
+    /// rows for the merged top-k afterwards, so no shard builds rows the merge throws away.
     pub include_vector: bool,
     pub include_attributes: bool,
 }
 
-/// A row found in a shard; `distance` is set for search hits (lower is closer).
+/// A search hit, the one type a result is carried in from a shard through the merge to
+/// the response; `vector` and `attributes` are filled in when asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    pub id: RowId,
+    /// Lower is closer (the index's convention; the API turns it into a score).
+    pub distance: f32,
+    pub vector: Option<Vec<f32>>,
+    pub attributes: Option<Attributes>,
+}
+
+/// Rows of one shard by id.
+#[derive(Clone, Debug)]
+pub struct ShardGet {
+    pub ids: Vec<RowId>,
+    pub include_vector: bool,
+    pub include_attributes: bool,
+    /// Read a state at most the query role's `eventual_max_lag_ms` old instead of one that
+    /// has every write acknowledged before the call.
+    pub eventual: bool,
+}
+
+/// A row read from a shard by id or by scan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShardRow {
     pub id: RowId,
-    pub distance: Option<f32>,
     pub vector: Option<Vec<f32>>,
     pub attributes: Option<Attributes>,
 }
@@ -79,15 +105,10 @@ pub const MAX_SCAN_ROWS: u32 = 10_000;
 
 /// Reads of one shard, served by a query node.
 pub trait ShardReads: Send + Sync + 'static {
-    fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<ShardRow>>>;
-    fn get_rows(
-        &self,
-        collection_id: &str,
-        shard: u32,
-        ids: Vec<RowId>,
-        include_vector: bool,
-        include_attributes: bool,
-    ) -> BoxFuture<'_, Result<Vec<ShardRow>>>;
+    /// The shard's top `top_k` hits, best first.
+    fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<Hit>>>;
+    /// The rows that exist among `req.ids` (in no particular order).
+    fn get_rows(&self, collection_id: &str, shard: u32, req: ShardGet) -> BoxFuture<'_, Result<Vec<ShardRow>>>;
     fn describe_shard(&self, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<ShardStats>>;
     /// Up to `limit` live rows (with vectors and attributes) with ids after `after`, in id
     /// order (`RowId`'s order: integers before strings), from a strongly consistent state.
@@ -224,7 +245,7 @@ fn is_connect_failure(status: &tonic::Status) -> bool {
 }
 
 impl ShardReads for Remote {
-    fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
+    fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<Hit>>> {
         let msg = convert::search_request(collection_id, shard, req);
         Box::pin(async move {
             let reply = self
@@ -233,19 +254,12 @@ impl ShardReads for Remote {
                     async move { c.search_shard(msg).await }
                 })
                 .await?;
-            convert::rows_from_pb(reply.rows)
+            convert::hits_from_pb(reply.rows)
         })
     }
 
-    fn get_rows(
-        &self,
-        collection_id: &str,
-        shard: u32,
-        ids: Vec<RowId>,
-        include_vector: bool,
-        include_attributes: bool,
-    ) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
-        let msg = convert::get_request(collection_id, shard, ids, include_vector, include_attributes);
+    fn get_rows(&self, collection_id: &str, shard: u32, req: ShardGet) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
+        let msg = convert::get_request(collection_id, shard, req);
         Box::pin(async move {
             let reply = self
                 .call(|mut c| {

@@ -10,7 +10,7 @@ use prost::Message;
 
 use tonic::{Request, Response, Status};
 
-use super::{ShardReads, ShardWrites, convert, status_of};
+use super::{ShardGet, ShardReads, ShardWrites, convert, status_of};
 use crate::pb;
 use crate::pb::node_server::{Node, NodeServer};
 use strata_types::{Error, Result};
@@ -89,7 +89,7 @@ impl Node for NodeService {
         let shard = shard_of(shard)?;
         let rows =
             self.reads()?.search_shard(&shard.collection_id, shard.shard, req).await.map_err(|e| status_of(&e))?;
-        let reply = pb::SearchShardResponse { rows: rows.into_iter().map(convert::row_to_pb).collect() };
+        let reply = pb::SearchShardResponse { rows: rows.into_iter().map(convert::hit_to_pb).collect() };
         self.counters.count(in_len, &reply);
         Ok(Response::new(reply))
     }
@@ -104,11 +104,13 @@ impl Node for NodeService {
             .map(|id| convert::id_from_pb(Some(id)))
             .collect::<Result<Vec<_>>>()
             .map_err(|e| status_of(&e))?;
-        let rows = self
-            .reads()?
-            .get_rows(&shard.collection_id, shard.shard, ids, msg.include_vector, msg.include_attributes)
-            .await
-            .map_err(|e| status_of(&e))?;
+        let req = ShardGet {
+            ids,
+            include_vector: msg.include_vector,
+            include_attributes: msg.include_attributes,
+            eventual: msg.eventual,
+        };
+        let rows = self.reads()?.get_rows(&shard.collection_id, shard.shard, req).await.map_err(|e| status_of(&e))?;
         let reply = pb::GetRowsResponse { rows: rows.into_iter().map(convert::row_to_pb).collect() };
         self.counters.count(in_len, &reply);
         Ok(Response::new(reply))

@@ -37,6 +37,7 @@ use object_store::{
 
 use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 use strata_types::metrics::{LATENCY_BUCKETS, Metrics};
+use strata_types::time::{Clock, ClockExt};
 
 /// The object-store series (`strata_object_store_*`).
 #[derive(Clone, Debug)]
@@ -75,17 +76,18 @@ impl StoreMetrics {
 #[derive(Debug)]
 pub struct InstrumentedStore {
     inner: Arc<dyn ObjectStore>,
-    metrics: Arc<StoreMetrics>,
+    rec: Arc<Recorder>,
 }
 
 impl InstrumentedStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, metrics: &Metrics) -> InstrumentedStore {
-        InstrumentedStore { inner, metrics: Arc::new(StoreMetrics::register(metrics)) }
+    /// `inner`, recording into `metrics` with latencies on `clock`.
+    pub fn new(inner: Arc<dyn ObjectStore>, metrics: &Metrics, clock: Arc<dyn Clock>) -> InstrumentedStore {
+        InstrumentedStore { inner, rec: Arc::new(Recorder { metrics: StoreMetrics::register(metrics), clock }) }
     }
 
     /// `inner` wrapped, ready to be injected as the process's store.
-    pub fn wrap(inner: Arc<dyn ObjectStore>, metrics: &Metrics) -> Arc<dyn ObjectStore> {
-        Arc::new(InstrumentedStore::new(inner, metrics))
+    pub fn wrap(inner: Arc<dyn ObjectStore>, metrics: &Metrics, clock: Arc<dyn Clock>) -> Arc<dyn ObjectStore> {
+        Arc::new(InstrumentedStore::new(inner, metrics, clock))
     }
 }
 
@@ -110,9 +112,28 @@ fn outcome<T>(result: &object_store::Result<T>) -> &'static str {
     result.as_ref().map_or_else(error_outcome, |_| "ok")
 }
 
-fn record(metrics: &StoreMetrics, op: &'static str, outcome: &'static str, started: Instant) {
-    metrics.requests.with_label_values(&[op, outcome]).inc();
-    metrics.request_seconds.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+/// Records requests into the series, timed on the injected clock.
+struct Recorder {
+    metrics: StoreMetrics,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").field("metrics", &self.metrics).finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn record(&self, op: &'static str, outcome: &'static str, started: Instant) {
+        self.metrics.requests.with_label_values(&[op, outcome]).inc();
+        let seconds = self.clock.elapsed(started).as_secs_f64();
+        self.metrics.request_seconds.with_label_values(&[op]).observe(seconds);
+    }
 }
 
 impl InstrumentedStore {
@@ -122,9 +143,9 @@ impl InstrumentedStore {
         op: &'static str,
         request: impl Future<Output = object_store::Result<T>>,
     ) -> object_store::Result<T> {
-        let started = Instant::now();
+        let started = self.rec.now();
         let result = request.await;
-        record(&self.metrics, op, outcome(&result), started);
+        self.rec.record(op, outcome(&result), started);
         result
     }
 
@@ -133,7 +154,7 @@ impl InstrumentedStore {
         op: &'static str,
         inner: BoxStream<'static, object_store::Result<ObjectMeta>>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        TimedList { inner, metrics: self.metrics.clone(), op, started: None, done: false }.boxed()
+        TimedList { inner, rec: self.rec.clone(), op, started: None, done: false }.boxed()
     }
 }
 
@@ -148,7 +169,7 @@ impl ObjectStore for InstrumentedStore {
         let len = payload.content_length() as u64;
         let result = self.timed("put", self.inner.put_opts(location, payload, opts)).await;
         if result.is_ok() {
-            self.metrics.written_bytes.inc_by(len);
+            self.rec.metrics.written_bytes.inc_by(len);
         }
         result
     }
@@ -159,14 +180,14 @@ impl ObjectStore for InstrumentedStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let upload = self.timed("put_multipart", self.inner.put_multipart_opts(location, opts)).await?;
-        Ok(Box::new(InstrumentedUpload { inner: upload, metrics: self.metrics.clone() }))
+        Ok(Box::new(InstrumentedUpload { inner: upload, rec: self.rec.clone() }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
         let op = if options.head { "head" } else { "get" };
         let result = self.timed(op, self.inner.get_opts(location, options)).await;
         if let (Ok(got), "get") = (&result, op) {
-            self.metrics.read_bytes.inc_by(got.range.end.saturating_sub(got.range.start));
+            self.rec.metrics.read_bytes.inc_by(got.range.end.saturating_sub(got.range.start));
         }
         result
     }
@@ -174,7 +195,7 @@ impl ObjectStore for InstrumentedStore {
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
         let result = self.timed("get_ranges", self.inner.get_ranges(location, ranges)).await;
         if let Ok(parts) = &result {
-            self.metrics.read_bytes.inc_by(parts.iter().map(|p| p.len() as u64).sum());
+            self.rec.metrics.read_bytes.inc_by(parts.iter().map(|p| p.len() as u64).sum());
         }
         result
     }
@@ -183,13 +204,14 @@ impl ObjectStore for InstrumentedStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let metrics = self.metrics.clone();
+        let rec = self.rec.clone();
         let mut since = None::<Instant>;
         self.inner
             .delete_stream(locations)
             .map(move |result| {
-                record(&metrics, "delete", outcome(&result), *since.get_or_insert_with(Instant::now));
-                since = Some(Instant::now());
+                let started = *since.get_or_insert_with(|| rec.now());
+                rec.record("delete", outcome(&result), started);
+                since = Some(rec.now());
                 result
             })
             .boxed()
@@ -223,7 +245,7 @@ impl ObjectStore for InstrumentedStore {
 /// A listing, recorded as one request when it ends, fails or is dropped.
 struct TimedList {
     inner: BoxStream<'static, object_store::Result<ObjectMeta>>,
-    metrics: Arc<StoreMetrics>,
+    rec: Arc<Recorder>,
     op: &'static str,
     /// Set on the first poll: a listing never polled made no request.
     started: Option<Instant>,
@@ -234,7 +256,7 @@ impl TimedList {
     fn finish(&mut self, outcome: &'static str) {
         if let (Some(started), false) = (self.started, self.done) {
             self.done = true;
-            record(&self.metrics, self.op, outcome, started);
+            self.rec.record(self.op, outcome, started);
         }
     }
 }
@@ -244,7 +266,8 @@ impl Stream for TimedList {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        this.started.get_or_insert_with(Instant::now);
+        let rec = &this.rec;
+        this.started.get_or_insert_with(|| rec.now());
         let item = std::task::ready!(this.inner.poll_next_unpin(cx));
         match &item {
             None => this.finish("ok"),
@@ -265,7 +288,7 @@ impl Drop for TimedList {
 #[derive(Debug)]
 struct InstrumentedUpload {
     inner: Box<dyn MultipartUpload>,
-    metrics: Arc<StoreMetrics>,
+    rec: Arc<Recorder>,
 }
 
 #[async_trait::async_trait]
@@ -273,29 +296,29 @@ impl MultipartUpload for InstrumentedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let len = data.content_length() as u64;
         let part = self.inner.put_part(data);
-        let metrics = self.metrics.clone();
+        let rec = self.rec.clone();
         Box::pin(async move {
-            let started = Instant::now();
+            let started = rec.now();
             let result = part.await;
-            record(&metrics, "put_part", outcome(&result), started);
+            rec.record("put_part", outcome(&result), started);
             if result.is_ok() {
-                metrics.written_bytes.inc_by(len);
+                rec.metrics.written_bytes.inc_by(len);
             }
             result
         })
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let started = Instant::now();
+        let started = self.rec.now();
         let result = self.inner.complete().await;
-        record(&self.metrics, "complete_multipart", outcome(&result), started);
+        self.rec.record("complete_multipart", outcome(&result), started);
         result
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
-        let started = Instant::now();
+        let started = self.rec.now();
         let result = self.inner.abort().await;
-        record(&self.metrics, "abort_multipart", outcome(&result), started);
+        self.rec.record("abort_multipart", outcome(&result), started);
         result
     }
 }
@@ -305,6 +328,7 @@ mod tests {
     use futures::TryStreamExt;
     use object_store::memory::InMemory;
     use object_store::{ObjectStoreExt, PutMode};
+    use strata_types::time::SystemClock;
 
     use super::*;
 
@@ -315,7 +339,7 @@ mod tests {
     #[tokio::test]
     async fn every_operation_is_counted_against_in_memory() {
         let registry = Metrics::new();
-        let store = InstrumentedStore::wrap(Arc::new(InMemory::new()), &registry);
+        let store = InstrumentedStore::wrap(Arc::new(InMemory::new()), &registry, Arc::new(SystemClock));
         // Registering again hands out the same series the store records into.
         let metrics = StoreMetrics::register(&registry);
         let (a, b, c) = (Path::from("d/a"), Path::from("d/b"), Path::from("d/c"));

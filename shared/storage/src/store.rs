@@ -15,7 +15,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
@@ -137,15 +136,13 @@ pub fn open(config: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
     }
 }
 
-/// Proves that `store` refuses a second `PutMode::Create` of one key. Creates a unique probe
-/// object twice (the second create must fail with `AlreadyExists`) and deletes it.
+/// Proves that `store` refuses a second `PutMode::Create` of one key. Creates a probe
+/// object with a unique key (`nonce`: a random number) twice (the second create must fail
+/// with `AlreadyExists`) and deletes it.
 /// Errors: `Invalid` when the store overwrote or cannot do conditional puts (Strata must not
 /// run on it); `Retryable` when the store could not be reached.
-pub async fn check_create_only(store: &dyn ObjectStore) -> Result<()> {
-    static PROBES: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let key =
-        format!("_strata/probes/create-only-{nanos}-{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed));
+pub async fn check_create_only(store: &dyn ObjectStore, nonce: u64) -> Result<()> {
+    let key = format!("_strata/probes/create-only-{nonce:016x}-{}", std::process::id());
     let path = Path::from(key.as_str());
     let create = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
     store.put_opts(&path, PutPayload::from_static(b"first"), create()).await.map_err(|e| refusal_or(&key, e))?;
@@ -250,7 +247,7 @@ mod tests {
     #[tokio::test]
     async fn a_store_that_overwrites_on_create_is_refused() {
         let store = IgnoresConditions(InMemory::new());
-        let err = check_create_only(&store).await.expect_err("must be refused");
+        let err = check_create_only(&store, 1).await.expect_err("must be refused");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert!(err.message().contains("does not honour conditional puts"), "{err}");
         assert!(err.message().contains("refuses to run"), "{err}");
@@ -263,8 +260,8 @@ mod tests {
         let path = dir.path().join("objects");
         let store = open(&StorageConfig::Local { path: path.clone() }).unwrap();
         assert!(path.is_dir(), "open creates the directory");
-        check_create_only(store.as_ref()).await.unwrap();
-        check_create_only(store.as_ref()).await.unwrap();
+        check_create_only(store.as_ref(), 2).await.unwrap();
+        check_create_only(store.as_ref(), 3).await.unwrap();
         assert_eq!(object_count(store.as_ref()).await, 0);
     }
 
@@ -287,7 +284,7 @@ mod tests {
             })
         };
         let rooted = open(&s3(Some("/team/strata/"))).unwrap();
-        check_create_only(rooted.as_ref()).await.unwrap();
+        check_create_only(rooted.as_ref(), 4).await.unwrap();
         rooted.put(&Path::from("catalog/x"), PutPayload::from_static(b"v")).await.unwrap();
         let whole = open(&s3(None)).unwrap();
         let seen = whole.get(&Path::from("team/strata/catalog/x")).await.expect("object under the prefix");

@@ -25,6 +25,7 @@ impl Random {
     }
 
     /// A generator seeded from the operating system's entropy.
+    #[allow(clippy::disallowed_methods)] // the one place the OS entropy is read
     pub fn from_entropy() -> Random {
         Random::seeded(rand::random())
     }

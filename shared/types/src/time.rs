@@ -89,6 +89,8 @@ impl Ticker {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+// The one place the real clock and timer are read.
+#[allow(clippy::disallowed_methods)]
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -118,6 +120,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     /// A clock whose wall time starts at `start_ms` (milliseconds since the Unix epoch).
+    #[allow(clippy::disallowed_methods)] // the origin is arbitrary; only offsets from it matter
     pub fn new(start_ms: u64) -> ManualClock {
         ManualClock { origin: Instant::now(), origin_ms: start_ms, offset: watch::Sender::new(Duration::ZERO) }
     }
@@ -158,6 +161,7 @@ impl Clock for ManualClock {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 

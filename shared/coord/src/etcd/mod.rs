@@ -50,6 +50,7 @@ use tokio::task::AbortHandle;
 
 use super::{ClusterView, Coordination, Head, Lease, LeaseKind, Member, ServingRecord};
 use session::SessionState;
+use strata_types::time::{self, Clock};
 use strata_types::{Error, Result};
 
 /// How to reach etcd and how long a session lives. Every field has a default, so an empty
@@ -109,6 +110,8 @@ impl EtcdConfig {
 /// State shared by the handle and its background tasks.
 struct Inner {
     client: Client,
+    /// Session deadlines, keep-alive pacing, timeouts and backoff all follow this clock.
+    clock: Arc<dyn Clock>,
     /// `/strata/{cluster}/`.
     prefix: String,
     ttl: Duration,
@@ -135,7 +138,7 @@ impl Etcd {
     /// waits (up to `connect_timeout_ms`) for the first listing of the view.
     /// Fails (retryable) if no session could be opened within `connect_timeout_ms`; once
     /// connected, losing etcd never fails the handle: it keeps retrying in the background.
-    pub async fn connect(config: EtcdConfig) -> Result<Arc<Etcd>> {
+    pub async fn connect(config: EtcdConfig, clock: Arc<dyn Clock>) -> Result<Arc<Etcd>> {
         config.validate()?;
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
         let options = ConnectOptions::new()
@@ -144,17 +147,19 @@ impl Etcd {
             // keep-alive stream, which would otherwise wait forever.
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
             .with_keep_alive_while_idle(true);
-        let client = tokio::time::timeout(connect_timeout, Client::connect(&config.endpoints, Some(options)))
+        let client = time::timeout(clock.as_ref(), connect_timeout, Client::connect(&config.endpoints, Some(options)))
             .await
             .map_err(|_| Error::retryable(format!("connecting to etcd {:?} timed out", config.endpoints)))?
             .map_err(|e| etcd_error("connecting to etcd", e))?;
         let ttl = Duration::from_secs(config.session_ttl_s);
         let request_timeout = Duration::from_millis(config.request_timeout_ms);
-        let first = tokio::time::timeout(connect_timeout, session::grant(&client, ttl, request_timeout))
+        let grant = session::grant(&client, clock.as_ref(), ttl, request_timeout);
+        let first = time::timeout(clock.as_ref(), connect_timeout, grant)
             .await
             .map_err(|_| Error::retryable(format!("opening an etcd session on {:?} timed out", config.endpoints)))??;
         let inner = Arc::new(Inner {
             client,
+            clock: clock.clone(),
             prefix: format!("/strata/{}/", config.cluster),
             ttl,
             request_timeout,
@@ -172,7 +177,7 @@ impl Etcd {
         // Hand out the handle with a listed view, so a role routing right after startup
         // sees the cluster; if listing is slow the view simply catches up later.
         let mut listed = inner.listed.subscribe();
-        let _ = tokio::time::timeout(connect_timeout, listed.wait_for(|listed| *listed)).await;
+        let _ = time::timeout(clock.as_ref(), connect_timeout, listed.wait_for(|listed| *listed)).await;
         Ok(Arc::new(Etcd { inner, heads, tasks }))
     }
 
@@ -200,6 +205,12 @@ impl Drop for Etcd {
 }
 
 impl Inner {
+    /// Whether the current session has not passed its local deadline.
+    fn alive(&self) -> bool {
+        let now = self.clock.now();
+        self.session().alive(now)
+    }
+
     fn session(&self) -> std::sync::MutexGuard<'_, SessionState> {
         self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -214,7 +225,7 @@ impl Inner {
         what: &str,
         request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.request_timeout, request).await {
+        match time::timeout(self.clock.as_ref(), self.request_timeout, request).await {
             Ok(result) => result.map_err(|e| etcd_error(what, e)),
             Err(_) => Err(Error::retryable(format!("{what}: etcd did not answer within {:?}", self.request_timeout))),
         }
@@ -248,7 +259,8 @@ impl Coordination for Etcd {
     }
 
     fn lease_valid(&self, lease: &Lease) -> bool {
-        self.inner.session().lease_valid(lease)
+        let now = self.inner.clock.now();
+        self.inner.session().lease_valid(lease, now)
     }
 
     fn publish_head(&self, shard_key: &str, head: Head) -> BoxFuture<'_, Result<()>> {

@@ -40,8 +40,9 @@ impl Inner {
 
     pub(super) async fn try_acquire(&self, kind: LeaseKind, key: &str, holder: &str) -> Result<Option<Lease>> {
         let (session_id, session) = {
+            let now = self.clock.now();
             let session = self.session();
-            if !session.alive() {
+            if !session.alive(now) {
                 return Err(Error::retryable("the etcd session expired; a new one is being opened"));
             }
             (session.id, session.lease_session())

@@ -23,6 +23,7 @@ use etcd_client::{Client, PutOptions, Txn, TxnOp};
 
 use super::{Inner, etcd_error};
 use crate::{Lease, LeaseKind, Member, Role, ServingRecord};
+use strata_types::time::{self, Clock, ClockExt};
 use strata_types::{Error, Result};
 
 /// The current session as this process sees it.
@@ -41,9 +42,9 @@ impl SessionState {
         Self { id, deadline, released: HashSet::new() }
     }
 
-    /// Whether the session has not passed its local deadline.
-    pub(super) fn alive(&self) -> bool {
-        Instant::now() < self.deadline
+    /// Whether the session has not passed its local deadline at `now`.
+    pub(super) fn alive(&self, now: Instant) -> bool {
+        now < self.deadline
     }
 
     /// The session id as stored in [`Lease::session`].
@@ -51,9 +52,9 @@ impl SessionState {
         self.id.unsigned_abs()
     }
 
-    pub(super) fn lease_valid(&self, lease: &Lease) -> bool {
+    pub(super) fn lease_valid(&self, lease: &Lease, now: Instant) -> bool {
         lease.session == self.lease_session()
-            && self.alive()
+            && self.alive(now)
             && !self.released.contains(&(lease.kind, lease.key.clone(), lease.epoch))
     }
 
@@ -82,10 +83,15 @@ impl Records {
 }
 
 /// Grants a new etcd lease of `ttl`.
-pub(super) async fn grant(client: &Client, ttl: Duration, timeout: Duration) -> Result<SessionState> {
-    let sent = Instant::now();
+pub(super) async fn grant(
+    client: &Client,
+    clock: &dyn Clock,
+    ttl: Duration,
+    timeout: Duration,
+) -> Result<SessionState> {
+    let sent = clock.now();
     let ttl_s = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-    let granted = tokio::time::timeout(timeout, client.clone().lease_grant(ttl_s, None))
+    let granted = time::timeout(clock, timeout, client.clone().lease_grant(ttl_s, None))
         .await
         .map_err(|_| Error::retryable(format!("granting an etcd lease: no answer within {timeout:?}")))?
         .map_err(|e| etcd_error("granting an etcd lease", e))?;
@@ -131,14 +137,14 @@ pub(super) async fn keep(inner: Arc<Inner>) {
                 renew(&inner).await;
                 backoff = Backoff::new(inner.ttl / 6);
             }
-            Ended::Broken(err) if !inner.session().alive() => {
+            Ended::Broken(err) if !inner.alive() => {
                 tracing::warn!(session = id, error = %err, "etcd session passed its deadline; opening a new one");
                 renew(&inner).await;
                 backoff = Backoff::new(inner.ttl / 6);
             }
             Ended::Broken(err) => {
                 tracing::debug!(session = id, error = %err, "etcd keep-alive failed; retrying");
-                tokio::time::sleep(backoff.next()).await;
+                inner.clock.sleep(backoff.next()).await;
             }
         }
     }
@@ -154,19 +160,20 @@ async fn keep_alive(inner: &Inner, id: i64) -> Ended {
     };
     let interval = inner.ttl / 3;
     loop {
-        let sent = Instant::now();
+        let sent = inner.clock.now();
         if let Err(err) = keeper.keep_alive().await {
             return Ended::Broken(etcd_error("sending an etcd keep-alive", err));
         }
-        match tokio::time::timeout(interval, stream.message()).await {
+        match time::timeout(inner.clock.as_ref(), interval, stream.message()).await {
             Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                let now = inner.clock.now();
                 let mut session = inner.session();
                 if session.id != id {
                     return Ended::Lost("replaced".to_owned());
                 }
                 // A session past its deadline stays dead even if etcd still knows the
                 // lease: callers were already told their leases are gone.
-                if !session.alive() {
+                if !session.alive(now) {
                     return Ended::Lost("local deadline passed".to_owned());
                 }
                 session.deadline = sent + Duration::from_secs(answer.ttl().unsigned_abs());
@@ -176,10 +183,10 @@ async fn keep_alive(inner: &Inner, id: i64) -> Ended {
             Ok(Err(err)) => return Ended::Broken(etcd_error("etcd keep-alive", err)),
             Err(_) => return Ended::Broken(Error::retryable("etcd keep-alive unanswered")),
         }
-        if !inner.session().alive() {
+        if !inner.alive() {
             return Ended::Lost("local deadline passed".to_owned());
         }
-        tokio::time::sleep_until((sent + interval).into()).await;
+        inner.clock.sleep_until(sent + interval).await;
     }
 }
 
@@ -188,16 +195,16 @@ async fn renew(inner: &Inner) {
     let old = {
         let mut session = inner.session();
         // Dead locally before anything else, so lease_valid turns false at once.
-        session.deadline = Instant::now();
+        session.deadline = inner.clock.now();
         session.id
     };
     let mut backoff = Backoff::new(Duration::from_secs(5));
     let new = loop {
-        match grant(&inner.client, inner.ttl, inner.request_timeout).await {
+        match grant(&inner.client, inner.clock.as_ref(), inner.ttl, inner.request_timeout).await {
             Ok(session) => break session,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot open an etcd session; retrying");
-                tokio::time::sleep(backoff.next()).await;
+                inner.clock.sleep(backoff.next()).await;
             }
         }
     };
@@ -209,10 +216,10 @@ async fn renew(inner: &Inner) {
         let records = inner.records.lock().await;
         match inner.put_records(&records, id).await {
             Ok(()) => break,
-            Err(err) if inner.session().alive() => {
+            Err(err) if inner.alive() => {
                 drop(records);
                 tracing::warn!(session = id, error = %err, "re-registering under the new session failed; retrying");
-                tokio::time::sleep(backoff.next()).await;
+                inner.clock.sleep(backoff.next()).await;
             }
             // The keeper notices the dead session and opens yet another one.
             Err(_) => return,

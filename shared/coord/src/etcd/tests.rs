@@ -1,12 +1,17 @@
 //! Tests against a real etcd (started by `strata-test-support`; skipped when etcd is not
 //! installed unless `STRATA_REQUIRE_SERVERS=1`, then they fail).
 
+// These tests run against a real etcd, in real time.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use etcd_client::GetOptions;
 use strata_test_support::{EtcdServer, require_etcd};
+
+use strata_types::time::SystemClock;
 
 use super::{Etcd, EtcdConfig};
 use crate::conformance::{self, eventually};
@@ -58,7 +63,10 @@ async fn etcd_passes_the_conformance_suite() {
     }
     let etcd = EtcdServer::start().expect("start etcd");
     let config = config(&etcd, 5);
-    conformance::run(|| async { Etcd::connect(config.clone()).await.expect("connect") as Arc<dyn Coordination> }).await;
+    conformance::run(|| async {
+        Etcd::connect(config.clone(), Arc::new(SystemClock)).await.expect("connect") as Arc<dyn Coordination>
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +75,7 @@ async fn heads_compare_numerically_and_survive_many_digits() {
         return;
     }
     let etcd = EtcdServer::start().expect("start etcd");
-    let a = Etcd::connect(config(&etcd, 5)).await.expect("connect");
+    let a = Etcd::connect(config(&etcd, 5), Arc::new(SystemClock)).await.expect("connect");
     a.publish_head("c/1", Head { wal_seq: u64::MAX, manifest_version: 0 }).await.unwrap();
     a.publish_head("c/1", Head { wal_seq: 1, manifest_version: 9 }).await.unwrap();
     assert_eq!(a.head("c/1").await.unwrap(), Some(Head { wal_seq: u64::MAX, manifest_version: 9 }));
@@ -83,8 +91,8 @@ async fn a_lost_session_invalidates_leases_and_re_registers() {
     let etcd = EtcdServer::start().expect("start etcd");
     let config = config(&etcd, 3);
     let prefix = format!("/strata/{}/", config.cluster);
-    let a = Etcd::connect(config.clone()).await.expect("connect a");
-    let b = Etcd::connect(config.clone()).await.expect("connect b");
+    let a = Etcd::connect(config.clone(), Arc::new(SystemClock)).await.expect("connect a");
+    let b = Etcd::connect(config.clone(), Arc::new(SystemClock)).await.expect("connect b");
     a.register(member("node-a", Role::Ingest)).await.unwrap();
     let serving = ServingRecord {
         collection_id: "c".to_owned(),
@@ -98,7 +106,7 @@ async fn a_lost_session_invalidates_leases_and_re_registers() {
     assert_eq!(held.session, a.session_id().unsigned_abs());
 
     // Another process with the same holder name (another session) does not get it.
-    let twin = Etcd::connect(config.clone()).await.expect("connect twin");
+    let twin = Etcd::connect(config.clone(), Arc::new(SystemClock)).await.expect("connect twin");
     assert!(twin.try_acquire(LeaseKind::Writer, "c/0", "node-a").await.unwrap().is_none());
     drop(twin);
 
@@ -134,7 +142,7 @@ async fn an_unreachable_etcd_expires_leases_locally_and_the_node_recovers() {
         return;
     }
     let mut etcd = EtcdServer::start().expect("start etcd");
-    let a = Etcd::connect(config(&etcd, 2)).await.expect("connect");
+    let a = Etcd::connect(config(&etcd, 2), Arc::new(SystemClock)).await.expect("connect");
     a.register(member("node-a", Role::Query)).await.unwrap();
     let held = a.try_acquire(LeaseKind::Compact, "c/0", "node-a").await.unwrap().expect("free lease");
     let old = a.session_id();
@@ -160,7 +168,7 @@ async fn a_wiped_etcd_is_re_formed_without_restarting_the_client() {
     }
     let mut etcd = EtcdServer::start().expect("start etcd");
     let config = config(&etcd, 3);
-    let a = Etcd::connect(config.clone()).await.expect("connect");
+    let a = Etcd::connect(config.clone(), Arc::new(SystemClock)).await.expect("connect");
     a.register(member("node-a", Role::Query)).await.unwrap();
     let serving = ServingRecord {
         collection_id: "c".to_owned(),
@@ -185,7 +193,7 @@ async fn a_wiped_etcd_is_re_formed_without_restarting_the_client() {
     })
     .await;
     assert!(!a.lease_valid(&held), "leases do not survive a wiped etcd");
-    let fresh = Etcd::connect(config).await.expect("connect after the wipe");
+    let fresh = Etcd::connect(config, Arc::new(SystemClock)).await.expect("connect after the wipe");
     // connect returns with the view already listed.
     assert!(fresh.view().borrow().member(Role::Query, "node-a").is_some(), "a's member seen by a new client");
     let again = a.try_acquire(LeaseKind::Writer, "c/1", "node-a").await.unwrap().expect("lease free after the wipe");

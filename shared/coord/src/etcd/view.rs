@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use etcd_client::{EventType, GetOptions, Txn, TxnOpResponse, WatchOptions};
 
+use strata_types::time::ClockExt;
+
 use super::Inner;
 use super::ops::LeaseValue;
 use crate::{ClusterView, Lease, LeaseKind, Member, ServingRecord};
@@ -51,7 +53,7 @@ pub(super) async fn watch(inner: Arc<Inner>) {
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
-        tokio::time::sleep(delay).await;
+        inner.clock.sleep(delay).await;
     }
 }
 

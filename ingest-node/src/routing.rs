@@ -1,0 +1,161 @@
+//! Write routing: where the writes of a shard go, and the receiving side of forwarding.
+//!
+//! The writer of a shard is the rendezvous owner of its key among live ingest nodes
+//! (`ownership.rs` keeps local writers in line with the view). Writes go to the node
+//! holding the shard's writer lease when that differs from the owner (a handover in
+//! progress, or views that disagree for a moment), else to the owner (decision 0006). A
+//! forwarded write is never forwarded again: the receiver writes with its running writer,
+//! starts one only if it owns the shard, or fails with a retryable error, so a stale view
+//! can cost a retry but never a loop, and a node handing a shard over never takes it back.
+
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, try_join_all};
+use strata_coord::{LeaseKind, Member, Role, shard_key};
+use strata_deps::{Deps, Resolver};
+use strata_rpc::ShardWrites;
+use strata_storage::wal::WalOp;
+use strata_types::{CollectionDef, Error, Result};
+
+use crate::config::IngestConfig;
+use crate::validate;
+use crate::writer::ShardWriter;
+use crate::writers::WriterRegistry;
+
+/// Sends each shard's part of a write to the node that writes the shard.
+pub(crate) struct WriteRouter {
+    deps: Deps,
+    config: Arc<IngestConfig>,
+    resolver: Arc<Resolver>,
+    writers: Arc<WriterRegistry>,
+}
+
+impl WriteRouter {
+    pub fn new(
+        deps: Deps,
+        config: Arc<IngestConfig>,
+        resolver: Arc<Resolver>,
+        writers: Arc<WriterRegistry>,
+    ) -> WriteRouter {
+        WriteRouter { deps, config, resolver, writers }
+    }
+
+    /// The ingest node that should write `key`, if it is another node.
+    pub fn remote_owner(&self, key: &str) -> Option<Member> {
+        let view = self.deps.coord.view().borrow().clone();
+        view.writer_owner(key).filter(|owner| owner.node_id != self.deps.node_id).cloned()
+    }
+
+    /// Where writes of a shard go: `None` for this node. The node holding the shard's
+    /// writer lease wins over the rendezvous owner while they differ, because only the
+    /// holder can write: while a shard changes hands, nodes' ownership views can disagree
+    /// for a moment, and routing by ownership alone then sends writes to a node that cannot
+    /// take the lease (a retryable error for as long as the views disagree). With the
+    /// holder first, writes keep landing until it steps down; then they go to the owner.
+    /// This node counts as the holder only while its writer runs: one that is stepping
+    /// down sends its writes on to the owner.
+    pub async fn write_target(&self, collection_id: &str, shard: u32) -> Option<Member> {
+        let key = shard_key(collection_id, shard);
+        let view = self.deps.coord.view().borrow().clone();
+        let me = self.deps.node_id.as_str();
+        let holder = view.lease(LeaseKind::Writer, &key).map(|l| l.holder.as_str());
+        if holder == Some(me) && self.writers.running(collection_id, shard).await.is_some() {
+            return None;
+        }
+        if let Some(member) = holder.filter(|h| *h != me).and_then(|h| view.member(Role::Ingest, h)) {
+            return Some(member.clone());
+        }
+        view.writer_owner(&key).filter(|owner| owner.node_id != me).cloned()
+    }
+
+    /// The writer a forwarded request may use: the running one, or a new one only if this
+    /// node owns the shard. A node stepping down must not take the lease back because
+    /// writes routed by a stale view still reach it: under steady load that would keep
+    /// the shard from ever reaching its owner.
+    pub async fn forwarded_writer(&self, def: &Arc<CollectionDef>, shard: u32) -> Result<Arc<ShardWriter>> {
+        if let Some(writer) = self.writers.running(&def.id, shard).await {
+            return Ok(writer);
+        }
+        if let Some(owner) = self.remote_owner(&shard_key(&def.id, shard)) {
+            return Err(Error::retryable(format!(
+                "shard {shard} of {:?} is moving to node {}; retry",
+                def.name, owner.node_id
+            )));
+        }
+        self.writers.start(def, shard).await
+    }
+
+    /// Sends every shard's operations to its writer; resolves once all are durable.
+    pub async fn write(&self, def: &Arc<CollectionDef>, ops: Vec<WalOp>) -> Result<()> {
+        let mut per_shard: Vec<Vec<WalOp>> = vec![Vec::new(); def.shards as usize];
+        for op in ops {
+            per_shard[op.id().shard(def.shards) as usize].push(op);
+        }
+        let writes = per_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, ops)| !ops.is_empty())
+            .map(|(shard, ops)| self.send_to_writer(def, shard as u32, ops));
+        try_join_all(writes).await?;
+        Ok(())
+    }
+
+    async fn send_to_writer(&self, def: &Arc<CollectionDef>, shard: u32, ops: Vec<WalOp>) -> Result<u64> {
+        match self.write_target(&def.id, shard).await {
+            Some(node) => self.deps.rpc.node(&node.grpc_url)?.write_shard(&def.name, &def.id, shard, ops).await,
+            None => self.writers.start(def, shard).await?.write(ops).await,
+        }
+    }
+
+    /// Resolves once everything acknowledged before the call is in segments, on every
+    /// shard's writer.
+    pub async fn flush(&self, def: &Arc<CollectionDef>) -> Result<()> {
+        let flushes = (0..def.shards).map(|shard| async move {
+            match self.write_target(&def.id, shard).await {
+                Some(node) => self.deps.rpc.node(&node.grpc_url)?.flush_shard(&def.name, &def.id, shard).await,
+                None => self.writers.start(def, shard).await?.flush().await,
+            }
+        });
+        try_join_all(flushes).await?;
+        Ok(())
+    }
+
+    /// The incarnation a forwarded request names, checked against the name's current one.
+    async fn forwarded_def(&self, collection: &str, collection_id: &str) -> Result<Arc<CollectionDef>> {
+        let def = self.resolver.resolve(&self.deps, collection).await?;
+        if def.id != collection_id {
+            return Err(Error::not_found(format!("collection {collection:?} was dropped or re-created")));
+        }
+        Ok(def)
+    }
+}
+
+/// The receiving side of write forwarding: always local, never forwarded again. Input
+/// from the wire is validated like a client's.
+impl ShardWrites for WriteRouter {
+    fn write_shard(
+        &self,
+        collection: &str,
+        collection_id: &str,
+        shard: u32,
+        ops: Vec<WalOp>,
+    ) -> BoxFuture<'_, Result<u64>> {
+        let (collection, collection_id) = (collection.to_owned(), collection_id.to_owned());
+        Box::pin(async move {
+            validate::batch_size(self.config.max_batch_rows, ops.len(), "forwarded operations")?;
+            let def = self.forwarded_def(&collection, &collection_id).await?;
+            validate::ops_of_shard(&def, shard, &ops)?;
+            validate::ops(&def, &ops)?;
+            self.forwarded_writer(&def, shard).await?.write(ops).await
+        })
+    }
+
+    fn flush_shard(&self, collection: &str, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<()>> {
+        let (collection, collection_id) = (collection.to_owned(), collection_id.to_owned());
+        Box::pin(async move {
+            let def = self.forwarded_def(&collection, &collection_id).await?;
+            validate::shard(&def, shard)?;
+            self.forwarded_writer(&def, shard).await?.flush().await
+        })
+    }
+}

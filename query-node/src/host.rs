@@ -1,0 +1,246 @@
+//! Local shard hosting: the shards this node holds (assigned by the serving loop, or
+//! loaded on demand when no replica answered) and the reads they answer — search, get,
+//! scan, describe. It is the local side of [`ShardReads`]: the router asks it directly for
+//! shards this node serves, and other nodes reach it through the wire side (`wire.rs`),
+//! which validates what they send. Hosting itself trusts its callers.
+//!
+//! A shard answers only once it is loaded: the first refresh loads its manifest, segments
+//! and WAL tail before the first read runs. Every read refreshes the shard first as its
+//! freshness asks (`Freshness`), then reads one state under its read guard; searches do
+//! that on the search pool (`pool.rs`), off the async runtime.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use strata_coord::shard_key;
+use strata_deps::{Deps, Resolver};
+use strata_rpc::{Hit, ShardGet, ShardReads, ShardRow, ShardScan, ShardSearch, ShardStats};
+use strata_storage::segment::prepare_query;
+use strata_types::time::ClockExt;
+use strata_types::{CollectionDef, Metric, Result, RowId};
+
+use crate::QueryConfig;
+use crate::metrics::HeldShard;
+use crate::pool::SearchPool;
+use crate::shard::{Freshness, ShardReader};
+use crate::validate;
+
+/// A shard loaded on demand but not assigned is dropped after this long unused.
+const IDLE_UNLOAD: Duration = Duration::from_secs(60);
+
+/// (collection id, shard).
+pub(crate) type Slot = (String, u32);
+
+/// A shard held by this node.
+struct LocalShard {
+    reader: ShardReader,
+    /// When a request last used it (ms since the host started), to unload idle shards
+    /// that were loaded on demand.
+    last_used_ms: AtomicU64,
+}
+
+/// The shards this node holds, and their reads.
+pub(crate) struct ShardHost {
+    deps: Deps,
+    config: Arc<QueryConfig>,
+    resolver: Arc<Resolver>,
+    pool: SearchPool,
+    shards: Mutex<HashMap<Slot, Arc<LocalShard>>>,
+    started: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ShardHost {
+    pub fn new(deps: Deps, config: Arc<QueryConfig>, resolver: Arc<Resolver>) -> ShardHost {
+        let pool = SearchPool::new(config.search_threads);
+        let started = deps.clock.now();
+        ShardHost { deps, config, resolver, pool, shards: Mutex::default(), started }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.deps.clock.elapsed(self.started).as_millis() as u64
+    }
+
+    /// Strong reads see every write acknowledged before now; eventual ones accept a state
+    /// up to `eventual_max_lag_ms` old.
+    fn freshness(&self, eventual: bool) -> Freshness {
+        match eventual {
+            true => Freshness::Eventual { max_age: Duration::from_millis(self.config.eventual_max_lag_ms) },
+            false => Freshness::Strong { since: self.deps.clock.now() },
+        }
+    }
+
+    /// The local copy of a shard (loaded on first use), refreshed to `freshness`.
+    async fn shard(&self, collection_id: &str, shard: u32, freshness: Freshness) -> Result<Arc<LocalShard>> {
+        let slot = (collection_id.to_owned(), shard);
+        let existing = lock(&self.shards).get(&slot).cloned();
+        let local = match existing {
+            Some(local) => local,
+            None => {
+                let def = self.resolver.by_id(&self.deps, collection_id).await?;
+                validate::shard(&def, shard)?;
+                let fresh = Arc::new(LocalShard {
+                    reader: ShardReader::new(self.deps.clone(), def, shard),
+                    last_used_ms: AtomicU64::new(0),
+                });
+                lock(&self.shards).entry(slot).or_insert(fresh).clone()
+            }
+        };
+        local.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
+        local.reader.refresh(freshness).await?;
+        Ok(local)
+    }
+
+    /// Loads a shard (or brings it up to date) so it can serve: the serving loop's step
+    /// between recording `loading` and `serving`.
+    pub async fn load(&self, collection_id: &str, shard: u32) -> Result<()> {
+        self.shard(collection_id, shard, self.freshness(false)).await.map(|_| ())
+    }
+
+    /// Forgets a shard (handed over to other replicas, or of a dropped collection).
+    pub fn unload(&self, slot: &Slot) {
+        lock(&self.shards).remove(slot);
+    }
+
+    /// Drops shards that are neither in `assigned` nor recently used, and every shard of
+    /// a collection not in `active`.
+    pub fn unload_idle(&self, active: &[CollectionDef], assigned: &HashSet<Slot>) {
+        let now = self.now_ms();
+        let idle_ms = IDLE_UNLOAD.as_millis() as u64;
+        lock(&self.shards).retain(|slot, local| {
+            let is_active = active.iter().any(|d| d.id == slot.0);
+            let recently_used = now.saturating_sub(local.last_used_ms.load(Ordering::Relaxed)) < idle_ms;
+            is_active && (assigned.contains(slot) || recently_used)
+        });
+    }
+
+    /// Rows and segments of every shard held here, for the metrics.
+    pub fn held(&self) -> Vec<HeldShard> {
+        lock(&self.shards)
+            .iter()
+            .map(|((_, shard), local)| {
+                let state = local.reader.read();
+                HeldShard {
+                    collection: local.reader.def().name.clone(),
+                    shard: *shard,
+                    rows: ShardReader::live_rows(&state),
+                    segments: state.manifest.segments.len() as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// The shard's top-k hits; materialises vectors and attributes only if asked.
+    pub async fn search(&self, collection_id: &str, shard: u32, req: ShardSearch) -> Result<Vec<Hit>> {
+        let local = self.shard(collection_id, shard, self.freshness(req.eventual)).await?;
+        let metric = local.reader.def().metric;
+        let query: Arc<[f32]> = match metric {
+            Metric::Cosine => prepare_query(metric, &req.vector).into(),
+            Metric::Dot | Metric::L2 => req.vector,
+        };
+        let (k, ef) = (req.top_k as usize, req.ef.max(req.top_k) as usize);
+        let (with_vector, with_attributes) = (req.include_vector, req.include_attributes);
+        self.pool
+            .run(move || {
+                // Rows are materialised under the same read guard as the search: a refresh
+                // may swap the segment list right after the guard is released.
+                let state = local.reader.read();
+                ShardReader::search(&state, &query, k, ef)
+                    .into_iter()
+                    .map(|found| {
+                        let id = ShardReader::id(&state, found.location);
+                        let (vector, attributes) =
+                            ShardReader::payload(&state, found.location, with_vector, with_attributes);
+                        Hit { id, distance: found.distance, vector, attributes }
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    /// The rows that exist among `req.ids`.
+    pub async fn get(&self, collection_id: &str, shard: u32, req: ShardGet) -> Result<Vec<ShardRow>> {
+        let local = self.shard(collection_id, shard, self.freshness(req.eventual)).await?;
+        let state = local.reader.read();
+        let rows = req
+            .ids
+            .into_iter()
+            .filter_map(|id| ShardReader::get(&state, &id).map(|loc| (id, loc)))
+            .map(|(id, loc)| {
+                let (vector, attributes) =
+                    ShardReader::payload(&state, loc, req.include_vector, req.include_attributes);
+                ShardRow { id, vector, attributes }
+            })
+            .collect();
+        Ok(rows)
+    }
+
+    /// One page of live rows in id order, strongly consistent.
+    pub async fn scan(&self, collection_id: &str, shard: u32, after: Option<RowId>, limit: u32) -> Result<ShardScan> {
+        let local = self.shard(collection_id, shard, self.freshness(false)).await?;
+        let state = local.reader.read();
+        let (page, more) = ShardReader::scan(&state, after.as_ref(), limit as usize);
+        let next_after = if more { page.last().map(|(id, _)| id.clone()) } else { None };
+        let rows = page
+            .into_iter()
+            .map(|(id, loc)| {
+                let (vector, attributes) = ShardReader::payload(&state, loc, true, true);
+                ShardRow { id, vector, attributes }
+            })
+            .collect();
+        Ok(ShardScan { rows, next_after })
+    }
+
+    /// The shard's statistics as this node sees it (strongly consistent).
+    pub async fn describe(&self, collection_id: &str, shard: u32) -> Result<ShardStats> {
+        let local = self.shard(collection_id, shard, self.freshness(false)).await?;
+        let head = self.deps.coord.head(&shard_key(collection_id, shard)).await?.unwrap_or_default();
+        let state = local.reader.read();
+        let m = &state.manifest;
+        Ok(ShardStats {
+            shard,
+            rows: ShardReader::live_rows(&state),
+            segments: m.segments.len() as u64,
+            bytes: m.bytes(),
+            manifest_version: m.version,
+            flushed_seq: m.flushed_seq,
+            head_seq: head.wal_seq.max(state.tail.applied_seq),
+            wal_backlog_ops: state.tail.ops() as u64,
+        })
+    }
+}
+
+/// The local, trusted side of the read API: the router's direct calls.
+impl ShardReads for ShardHost {
+    fn search_shard(&self, collection_id: &str, shard: u32, req: ShardSearch) -> BoxFuture<'_, Result<Vec<Hit>>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.search(&collection_id, shard, req).await })
+    }
+
+    fn get_rows(&self, collection_id: &str, shard: u32, req: ShardGet) -> BoxFuture<'_, Result<Vec<ShardRow>>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.get(&collection_id, shard, req).await })
+    }
+
+    fn describe_shard(&self, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<ShardStats>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.describe(&collection_id, shard).await })
+    }
+
+    fn scan_shard(
+        &self,
+        collection_id: &str,
+        shard: u32,
+        after: Option<RowId>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<ShardScan>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.scan(&collection_id, shard, after, limit).await })
+    }
+}
