@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs headless Chromium (Debian packages `chromium` and `chromium-driver`) for the
-# admin page test (strata/tests/ui.rs) when it is missing. Uses apt-get as root (or sudo).
+# admin page test (tests/ui.rs) when it is missing. Uses apt-get as root (or sudo).
 # Without it that test is skipped, or fails under STRATA_REQUIRE_SERVERS=1.
 set -euo pipefail
 

@@ -10,6 +10,8 @@
 //! and a shutdown signal; [`http::router`] exposes the REST API.
 
 mod bulk;
+#[cfg(test)]
+mod clock_tests;
 mod config;
 mod flush;
 pub mod http;

@@ -91,16 +91,20 @@ async fn writes_follow_the_lease_holder_then_the_owner() {
     pair.coord.release(&lease).await.unwrap();
 }
 
-async fn collection(pair: &Pair) -> Arc<CollectionDef> {
-    let new = NewCollection {
+/// Collection `c`: 2-d, L2, one shard (shared with the other test modules).
+pub(crate) fn new_collection() -> NewCollection {
+    NewCollection {
         name: "c".into(),
         dimension: 2,
         metric: Metric::L2,
         shards: 1,
         replication: 1,
         hnsw: HnswParams::default(),
-    };
-    Arc::new(catalog::create(pair.nodes[0].deps.store.as_ref(), &new, 0, 0).await.unwrap())
+    }
+}
+
+async fn collection(pair: &Pair) -> Arc<CollectionDef> {
+    Arc::new(catalog::create(pair.nodes[0].deps.store.as_ref(), &new_collection(), 0, 0).await.unwrap())
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use strata_api::{
 };
 use strata_coord::{Role, ServeState, shard_key};
 use strata_deps::{Deps, Resolver};
-use strata_rpc::{Hit, ShardGet, ShardReads, ShardScan, ShardSearch};
+use strata_rpc::{Hit, ShardGet, ShardReads, ShardRow, ShardScan, ShardSearch};
 use strata_storage::catalog;
 use strata_storage::segment::score_of;
 use strata_types::time::ClockExt;
@@ -215,20 +215,8 @@ impl Router {
         for (shard, hit) in &hits {
             ids_of.entry(*shard).or_default().push(hit.id.clone());
         }
-        let fetched = join_all(ids_of.into_iter().map(|(shard, ids)| {
-            let req = ShardGet { ids, include_vector, include_attributes, eventual };
-            self.on_replicas(def, shard, answered.get(&shard), move |t| {
-                let req = req.clone();
-                async move { t.get_rows(&def.id, shard, req).await }
-            })
-        }))
-        .await;
-        let mut rows = HashMap::new();
-        for result in fetched {
-            for row in result?.0 {
-                rows.insert(row.id.clone(), row);
-            }
-        }
+        let wanted = (include_vector, include_attributes, eventual);
+        let mut rows = self.fetch_rows(def, ids_of, answered, wanted).await?;
         Ok(hits
             .into_iter()
             .filter_map(|(shard, hit)| {
@@ -236,6 +224,30 @@ impl Router {
                 Some((shard, Hit { vector: row.vector, attributes: row.attributes, ..hit }))
             })
             .collect())
+    }
+
+    /// Reads rows by id, one call per shard, first from the replica in `first` (if any);
+    /// `(include_vector, include_attributes, eventual)` as in [`ShardGet`].
+    async fn fetch_rows(
+        &self,
+        def: &CollectionDef,
+        ids_of: HashMap<u32, Vec<RowId>>,
+        first: &HashMap<u32, Replica>,
+        (include_vector, include_attributes, eventual): (bool, bool, bool),
+    ) -> Result<HashMap<RowId, ShardRow>> {
+        let fetched = join_all(ids_of.into_iter().map(|(shard, ids)| {
+            let req = ShardGet { ids, include_vector, include_attributes, eventual };
+            self.on_replicas(def, shard, first.get(&shard), move |t| {
+                let req = req.clone();
+                async move { t.get_rows(&def.id, shard, req).await }
+            })
+        }))
+        .await;
+        let mut rows = HashMap::new();
+        for result in fetched {
+            rows.extend(result?.0.into_iter().map(|row| (row.id.clone(), row)));
+        }
+        Ok(rows)
     }
 
     /// Rows by id, in request order; ids that do not exist are left out.
@@ -248,26 +260,12 @@ impl Router {
     ) -> Result<Vec<ResultRow>> {
         validate::get(&self.config, ids)?;
         let def = self.resolver.resolve(&self.deps, name).await?;
-        let mut per_shard: Vec<Vec<RowId>> = vec![Vec::new(); def.shards as usize];
+        let mut per_shard: HashMap<u32, Vec<RowId>> = HashMap::new();
         for id in ids {
-            per_shard[id.shard(def.shards) as usize].push(id.clone());
+            per_shard.entry(id.shard(def.shards)).or_default().push(id.clone());
         }
-        let fetched =
-            join_all(per_shard.into_iter().enumerate().filter(|(_, ids)| !ids.is_empty()).map(|(shard, ids)| {
-                let def = &def;
-                let req = ShardGet { ids, include_vector, include_attributes, eventual: false };
-                self.on_replicas(def, shard as u32, None, move |t| {
-                    let req = req.clone();
-                    async move { t.get_rows(&def.id, shard as u32, req).await }
-                })
-            }))
-            .await;
-        let mut found = HashMap::new();
-        for rows in fetched {
-            for row in rows?.0 {
-                found.insert(row.id.clone(), row);
-            }
-        }
+        let wanted = (include_vector, include_attributes, false);
+        let found = self.fetch_rows(&def, per_shard, &HashMap::new(), wanted).await?;
         // In request order; an id asked for twice is returned twice.
         Ok(ids
             .iter()

@@ -76,3 +76,45 @@ async fn strong_reads_probe_storage_without_heads_and_follow_published_heads() {
     assert_eq!(ids(&node.search("c", search(0.0)).await.unwrap())[0], RowId::Int(40));
     assert_eq!(node.get("c", &[RowId::Int(40)], false, false).await.unwrap().len(), 1);
 }
+
+/// Over several shards, only the merged top-k rows are materialised, after the merge: the
+/// vectors and attributes returned are those of the ids returned, in score order, and a
+/// search that asks for neither returns neither.
+#[tokio::test]
+async fn a_multi_shard_search_returns_the_rows_of_its_final_hits() {
+    let deps = deps().await;
+    let new = NewCollection {
+        name: "m".into(),
+        dimension: 2,
+        metric: Metric::L2,
+        shards: 3,
+        replication: 1,
+        hnsw: HnswParams::default(),
+    };
+    let def = catalog::create(deps.store.as_ref(), &new, 1, 0).await.unwrap();
+    let mut seqs = [0u64; 3];
+    for id in 0..30u64 {
+        let mut attributes = strata_types::Attributes::new();
+        attributes.insert("n".into(), json!(id));
+        let row = Row { id: RowId::Int(id), vector: vec![id as f32, 1.0], attributes: Some(attributes) };
+        let shard = row.id.shard(3);
+        seqs[shard as usize] += 1;
+        let seq = seqs[shard as usize];
+        let entry = WalEntry { seq, writer_epoch: 1, commit_id: seq, created_ms: 0, ops: vec![WalOp::Upsert(row)] };
+        wal::put_entry(deps.store.as_ref(), &ShardPaths::new(def.id.clone(), shard), &entry).await.unwrap();
+    }
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let node = crate::start(QueryConfig::default(), deps.clone(), rx).await.unwrap();
+
+    let req = json!({"vector": [10.2, 1.0], "top_k": 4, "include_vector": true, "include_attributes": true});
+    let res = node.search("m", serde_json::from_value(req).unwrap()).await.unwrap();
+    assert_eq!(ids(&res), [10, 11, 9, 12].map(RowId::Int), "nearest first, across shards");
+    for r in &res.results {
+        let RowId::Int(id) = r.id else { unreachable!() };
+        assert_eq!(r.vector.as_deref(), Some(&[id as f32, 1.0][..]), "the vector of row {id}");
+        assert_eq!(r.attributes.as_ref().unwrap()["n"], json!(id), "the attributes of row {id}");
+    }
+    let bare = node.search("m", search(10.2)).await.unwrap();
+    assert_eq!(ids(&bare)[..4], ids(&res)[..]);
+    assert!(bare.results.iter().all(|r| r.vector.is_none() && r.attributes.is_none()));
+}
