@@ -7,10 +7,11 @@
 //! copy of every id it touches, whether the newest op is an upsert (the new row lives in
 //! the new segment) or a delete.
 //!
-//! Commit with rebase: the tombstones are computed against the newest manifest; if another
-//! committer (a compaction) wins the next version, the flush re-reads and recomputes
-//! against the winner, so a delete is never lost even when the segment holding the old
-//! row was just merged away.
+//! Commit with rebase (`manifest::commit_with_rebase`, the loop bulk import and compaction
+//! share; the flush's step is [`FlushCommit`]): the tombstones are computed against the
+//! newest manifest; if another committer (a compaction) wins the next version, the flush
+//! re-reads and recomputes against the winner, so a delete is never lost even when the
+//! segment holding the old row was just merged away.
 //!
 //! Upload-age guard: garbage collection deletes unreferenced objects older than its grace
 //! period, so a manifest must never name an upload about that old. Before every commit

@@ -6,8 +6,12 @@
 //!
 //! A shard answers only once it is loaded: the first refresh loads its manifest, segments
 //! and WAL tail before the first read runs. Every read refreshes the shard first as its
-//! freshness asks (`Freshness`), then reads one state under its read guard; searches do
-//! that on the search pool (`pool.rs`), off the async runtime.
+//! freshness asks (`Freshness`), then reads one state under its read guard. A search
+//! whose expected work is small (a graph walk: typically 0.1–0.5 ms) runs right there,
+//! on the request's async worker: handing it to another thread would cost more CPU than
+//! the search. A large one (an exact scan of a big unflushed tail, a very wide `ef`) runs
+//! on the search pool (`pool.rs`), off the async runtime, so it cannot stall it; the
+//! boundary is `query.inline_search_max_work`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,22 +150,23 @@ impl ShardHost {
         };
         let (k, ef) = (req.top_k as usize, req.ef.max(req.top_k) as usize);
         let (with_vector, with_attributes) = (req.include_vector, req.include_attributes);
-        self.pool
-            .run(move || {
-                // Rows are materialised under the same read guard as the search: a refresh
-                // may swap the segment list right after the guard is released.
-                let state = local.reader.read();
-                ShardReader::search(&state, &query, k, ef)
-                    .into_iter()
-                    .map(|found| {
-                        let id = ShardReader::id(&state, found.location);
-                        let (vector, attributes) =
-                            ShardReader::payload(&state, found.location, with_vector, with_attributes);
-                        Hit { id, distance: found.distance, vector, attributes }
-                    })
-                    .collect()
-            })
-            .await
+        let dim = local.reader.def().dimension as usize;
+        let inline = ShardReader::search_work(&local.reader.read(), ef, dim) <= self.config.inline_search_max_work;
+        let search = move || {
+            // Rows are materialised under the same read guard as the search: a refresh
+            // may swap the segment list right after the guard is released.
+            let state = local.reader.read();
+            ShardReader::search(&state, &query, k, ef)
+                .into_iter()
+                .map(|found| {
+                    let id = ShardReader::id(&state, found.location);
+                    let (vector, attributes) =
+                        ShardReader::payload(&state, found.location, with_vector, with_attributes);
+                    Hit { id, distance: found.distance, vector, attributes }
+                })
+                .collect()
+        };
+        if inline { Ok(search()) } else { self.pool.run(search).await }
     }
 
     /// The rows that exist among `req.ids`.

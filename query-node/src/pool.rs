@@ -1,9 +1,10 @@
-//! The search pool: where shard searches run. A graph walk or an exact scan of the
-//! unflushed tail takes from tens of microseconds to milliseconds of pure CPU, which must
+//! The search pool: where large shard searches run. An exact scan of a big unflushed
+//! tail, or a graph walk with a very wide `ef`, takes milliseconds of pure CPU, which must
 //! not run on an async worker (it would stall every task queued behind it: acks, other
-//! searches, the serving loop). Searches therefore run on tokio's blocking threads, at
-//! most `search_threads` at once; the rest wait asynchronously for a permit, so a burst
-//! of searches queues instead of oversubscribing the cores.
+//! searches, the serving loop). Such searches run on tokio's blocking threads, at most
+//! `search_threads` at once; the rest wait asynchronously for a permit, so a burst of
+//! them queues instead of oversubscribing the cores. (Small searches stay on the async
+//! worker: see `host.rs`.)
 
 use std::sync::Arc;
 

@@ -45,6 +45,11 @@ pub(crate) struct ShardState {
     pub tail: Tail,
 }
 
+/// Distances a graph walk computes per unit of `ef`, roughly (about 2,500 at ef 64 with
+/// m 16: each expanded row scores its unvisited neighbours). An estimate for
+/// [`ShardReader::search_work`], not a bound.
+const GRAPH_DISTANCES_PER_EF: u64 = 40;
+
 /// Where a row lives in one [`ShardState`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Location {
@@ -211,8 +216,24 @@ impl ShardReader {
         Ok(())
     }
 
-    /// Top-`k` rows of this shard for a prepared query, best first. Blocking (graph walks
-    /// and the exact scan of the tail): callers run it on the search pool.
+    /// The work a search of `state` is expected to do: the distances it computes, times
+    /// the dimension. An exact scan (the tail, a segment without a graph) computes one
+    /// distance per row; a graph walk about [`GRAPH_DISTANCES_PER_EF`] per unit of `ef`.
+    pub fn search_work(state: &ShardState, ef: usize, dim: usize) -> u64 {
+        let graph_walk = GRAPH_DISTANCES_PER_EF * ef as u64;
+        let segments: u64 = state
+            .segments
+            .iter()
+            .map(|v| {
+                let rows = v.segment.len() as u64;
+                if v.segment.graph.is_some() { graph_walk.min(rows) } else { rows }
+            })
+            .sum();
+        (state.tail.scanned_rows() as u64 + segments) * dim as u64
+    }
+
+    /// Top-`k` rows of this shard for a prepared query, best first. CPU-bound (graph walks
+    /// and the exact scan of the tail): see `host.rs` for where it runs.
     pub fn search(state: &ShardState, query: &[f32], k: usize, ef: usize) -> Vec<Found> {
         let mut hits: Vec<Found> = state
             .tail

@@ -97,6 +97,11 @@ impl Tail {
         index::brute_force(&self.vectors, self.dim, space_of(self.metric), query, k, &|r| superseded[r as usize])
     }
 
+    /// Rows a search scans (superseded ones included: they are skipped, not removed).
+    pub fn scanned_rows(&self) -> usize {
+        self.rows.len()
+    }
+
     pub fn row(&self, flat: u32) -> &Row {
         let (e, o) = self.rows[flat as usize];
         match &self.entries[e as usize].ops[o as usize] {

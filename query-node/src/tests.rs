@@ -79,9 +79,17 @@ async fn strong_reads_probe_storage_without_heads_and_follow_published_heads() {
 
 /// Over several shards, only the merged top-k rows are materialised, after the merge: the
 /// vectors and attributes returned are those of the ids returned, in score order, and a
-/// search that asks for neither returns neither.
-#[tokio::test]
+/// search that asks for neither returns neither — whether shards search on the request's
+/// worker (small work) or on the search pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_shard_search_returns_the_rows_of_its_final_hits() {
+    for inline_search_max_work in [QueryConfig::default().inline_search_max_work, 0] {
+        let config = QueryConfig { inline_search_max_work, ..QueryConfig::default() };
+        multi_shard_search_returns_the_rows_of_its_final_hits(config).await;
+    }
+}
+
+async fn multi_shard_search_returns_the_rows_of_its_final_hits(config: QueryConfig) {
     let deps = deps().await;
     let new = NewCollection {
         name: "m".into(),
@@ -104,7 +112,7 @@ async fn a_multi_shard_search_returns_the_rows_of_its_final_hits() {
         wal::put_entry(deps.store.as_ref(), &ShardPaths::new(def.id.clone(), shard), &entry).await.unwrap();
     }
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    let node = crate::start(QueryConfig::default(), deps.clone(), rx).await.unwrap();
+    let node = crate::start(config, deps.clone(), rx).await.unwrap();
 
     let req = json!({"vector": [10.2, 1.0], "top_k": 4, "include_vector": true, "include_attributes": true});
     let res = node.search("m", serde_json::from_value(req).unwrap()).await.unwrap();
