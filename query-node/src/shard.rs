@@ -2,7 +2,9 @@
 //! cache) with their tombstones, plus the in-memory [`Tail`] of acknowledged writes that
 //! are not flushed yet.
 //!
-//! Refresh: probe for a newer manifest (one HEAD when nothing changed); if there is one,
+//! Refresh: probe for a newer manifest (one HEAD when nothing changed; a listing when the
+//! probe cannot reach what the published head promises, because garbage collection
+//! deleted versions in between); if there is one,
 //! load its new segments and tombstones and drop tail entries it has flushed; then read
 //! WAL entries after the last applied one until the first missing one. A `strong` read
 //! refreshes before searching, so it sees every write acknowledged before it started
@@ -129,7 +131,8 @@ impl ShardReader {
         // Fast path: writers publish the head before acknowledging, so having applied up to
         // the published head means having every acknowledged write.
         let checked = clock.now();
-        if let Some(head) = self.deps.coord.head(&self.key).await? {
+        let head = self.deps.coord.head(&self.key).await?;
+        if let Some(head) = head {
             let current = {
                 let s = self.read();
                 head.wal_seq <= s.tail.applied_seq && head.manifest_version <= s.manifest.version
@@ -150,19 +153,23 @@ impl ShardReader {
             }
         }
         let started = clock.now();
-        self.refresh_now().await?;
+        self.refresh_now(head.map(|h| h.manifest_version)).await?;
         *last = Some(started);
         self.confirm(started);
         Ok(())
     }
 
-    async fn refresh_now(&self) -> Result<()> {
+    /// Installs the newest manifest and applies new WAL entries. `promised` is the manifest
+    /// version the published head names, if there is one: garbage collection may have
+    /// deleted the versions right after ours (or the first ones), and the head tells the
+    /// probe how far to look.
+    async fn refresh_now(&self, promised: Option<u64>) -> Result<()> {
         let store = self.deps.store.as_ref();
         let (current_version, applied) = {
             let s = self.read();
             (s.manifest.version, s.tail.applied_seq)
         };
-        let newest = manifest::latest_version_from(store, &self.paths, current_version).await?;
+        let newest = manifest::newest_version(store, &self.paths, current_version, promised).await?;
         if newest != current_version {
             let m = manifest::read(store, &self.paths, newest)
                 .await?

@@ -126,3 +126,56 @@ async fn multi_shard_search_returns_the_rows_of_its_final_hits(config: QueryConf
     assert_eq!(ids(&bare)[..4], ids(&res)[..]);
     assert!(bare.results.iter().all(|r| r.vector.is_none() && r.attributes.is_none()));
 }
+
+/// Garbage collection deletes a shard's first manifest versions once newer ones have
+/// existed for its grace period: a query node that starts afterwards (with or without a
+/// published head) must still find the newest version and serve its rows.
+#[tokio::test]
+async fn a_query_node_starting_after_gc_of_the_first_manifests_serves_the_newest() {
+    use object_store::ObjectStoreExt;
+    use strata_storage::manifest::{self, Manifest, SegmentMeta};
+    use strata_storage::segment;
+
+    for publish_head in [false, true] {
+        let deps = deps().await;
+        let new = NewCollection {
+            name: "g".into(),
+            dimension: 2,
+            metric: Metric::L2,
+            shards: 1,
+            replication: 1,
+            hnsw: HnswParams::default(),
+        };
+        let def = catalog::create(deps.store.as_ref(), &new, 1, 0).await.unwrap();
+        let shard = ShardPaths::new(def.id.clone(), 0);
+        let rows: Vec<Row> =
+            (0..10).map(|i| Row { id: RowId::Int(i), vector: vec![i as f32, 0.0], attributes: None }).collect();
+        let built = segment::build(&def, &rows, 1_000).unwrap();
+        segment::upload(deps.store.as_ref(), &deps.cache, &shard, "seg-a", &built).await.unwrap();
+        let meta = SegmentMeta {
+            id: "seg-a".into(),
+            rows: 10,
+            bytes: built.bytes(),
+            min_seq: 1,
+            max_seq: 1,
+            has_graph: false,
+            tombstone: None,
+            level: 0,
+        };
+        for version in 1..=3 {
+            let m = Manifest { version, flushed_seq: 1, segments: vec![meta.clone()], ..Default::default() };
+            manifest::commit(deps.store.as_ref(), &shard, &m).await.unwrap();
+        }
+        for version in [1, 2] {
+            deps.store.delete(&shard.manifest(version)).await.unwrap();
+        }
+        if publish_head {
+            deps.coord.publish_head(&shard_key(&def.id, 0), Head { wal_seq: 1, manifest_version: 3 }).await.unwrap();
+        }
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let node = crate::start(QueryConfig::default(), deps.clone(), rx).await.unwrap();
+        let found = node.search("g", search(3.2)).await.unwrap();
+        assert_eq!(ids(&found), [3, 4, 2, 5, 1].map(RowId::Int), "head published: {publish_head}");
+        assert_eq!(node.describe("g").await.unwrap().stats.rows, 10);
+    }
+}

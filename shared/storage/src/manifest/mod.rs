@@ -169,6 +169,31 @@ pub async fn latest_version_from(store: &dyn ObjectStore, shard: &ShardPaths, hi
     Ok(low)
 }
 
+/// The newest version, for a reader that holds version `known` (0: none yet) and may have
+/// been told by a published head that version `promised` exists. Probes forward from
+/// `known` (one HEAD when nothing changed). Garbage collection deletes old versions, so
+/// the chain need not continue right after `known` (a reader idle past the grace period)
+/// nor start at 1 (a reader that starts late): when the probe comes up short of
+/// `promised` — or, with no promise, finds nothing after a version that is gone (or
+/// after none) — the directory is listed.
+pub async fn newest_version(
+    store: &dyn ObjectStore,
+    shard: &ShardPaths,
+    known: u64,
+    promised: Option<u64>,
+) -> Result<u64> {
+    let found = latest_version_from(store, shard, known).await?;
+    let short = match promised {
+        Some(promised) => found < promised,
+        None => found == known && (known == 0 || !exists(store, shard, known).await?),
+    };
+    if !short {
+        return Ok(found);
+    }
+    let listed = latest_version_by_listing(store, shard).await?;
+    latest_version_from(store, shard, listed.max(found)).await
+}
+
 /// The newest version number by listing the directory; 0 if there is no manifest.
 pub async fn latest_version_by_listing(store: &dyn ObjectStore, shard: &ShardPaths) -> Result<u64> {
     let dir = shard.manifest_dir();
@@ -177,11 +202,13 @@ pub async fn latest_version_by_listing(store: &dyn ObjectStore, shard: &ShardPat
     Ok(metas.iter().filter_map(|m| paths::parse_num(&m.location)).max().unwrap_or(0))
 }
 
-/// Reads the newest manifest (an empty version 0 if the shard has none). With a hint the
-/// cost is one HEAD plus one GET when something changed. A hint that garbage collection
-/// has since deleted (with its successors) falls back to listing the directory.
+/// Reads the newest manifest (an empty version 0 if the shard has none). With a hint (a
+/// version that existed) the cost is one HEAD plus one GET when something changed. A hint
+/// that garbage collection has since deleted (with its successors) falls back to listing
+/// the directory, as does a hint of 0: the chain need not start at version 1 once
+/// garbage collection has deleted its first versions.
 pub async fn load_latest(store: &dyn ObjectStore, shard: &ShardPaths, hint: Option<u64>) -> Result<Manifest> {
-    if let Some(h) = hint {
+    if let Some(h) = hint.filter(|&h| h > 0) {
         let version = latest_version_from(store, shard, h).await?;
         if version == 0 {
             return Ok(Manifest::default());
@@ -236,6 +263,33 @@ mod tests {
             let m = load_latest(&store, &shard, hint).await.unwrap();
             assert_eq!((m.version, m.flushed_seq), (37, 370), "hint {hint:?}");
         }
+    }
+
+    /// Readers that start after garbage collection deleted the first versions, or that
+    /// were idle while it deleted the versions after theirs, still find the newest.
+    #[tokio::test]
+    async fn the_newest_version_is_found_across_collected_versions() {
+        let store = InMemory::new();
+        let shard = ShardPaths::new("c", 0);
+        assert_eq!(newest_version(&store, &shard, 0, None).await.unwrap(), 0, "no manifest at all");
+        for v in 1..=6 {
+            commit(&store, &shard, &Manifest { version: v, ..Default::default() }).await.unwrap();
+        }
+        // Garbage collection deletes a prefix of the chain: every version whose successor
+        // has existed for longer than its grace period.
+        for v in 1..=4 {
+            store.delete(&shard.manifest(v)).await.unwrap();
+        }
+        // A fresh reader: the chain starts at 5 now.
+        assert_eq!(newest_version(&store, &shard, 0, None).await.unwrap(), 6);
+        assert_eq!(newest_version(&store, &shard, 0, Some(6)).await.unwrap(), 6);
+        assert_eq!(load_latest(&store, &shard, Some(0)).await.unwrap().version, 6);
+        // A reader left at 3 (gone, like its successor): listed, with or without a head.
+        assert_eq!(newest_version(&store, &shard, 3, None).await.unwrap(), 6);
+        assert_eq!(newest_version(&store, &shard, 3, Some(6)).await.unwrap(), 6);
+        // Nothing changed: the probe's answer.
+        assert_eq!(newest_version(&store, &shard, 6, None).await.unwrap(), 6);
+        assert_eq!(newest_version(&store, &shard, 6, Some(6)).await.unwrap(), 6);
     }
 
     #[tokio::test]
