@@ -86,6 +86,16 @@ impl Router {
         order.into_iter().map(|n| (n != me).then(|| n.to_owned())).collect()
     }
 
+    /// Whether this node is a live query member recorded as serving `shard` (then it
+    /// comes first in [`Router::replicas`]).
+    fn serves_here(&self, def: &CollectionDef, shard: u32) -> bool {
+        let view = self.deps.coord.view();
+        let view = view.borrow();
+        let me = self.deps.node_id.as_str();
+        view.member(Role::Query, me).is_some()
+            && view.serving_of(&def.id, shard).any(|r| r.node_id == me && r.state == ServeState::Serving)
+    }
+
     fn target(&self, replica: &Replica) -> Result<Arc<dyn ShardReads>> {
         let Some(node_id) = replica else { return Ok(self.host.clone()) };
         let view = self.deps.coord.view().borrow().clone();
@@ -109,12 +119,28 @@ impl Router {
         F: Fn(Arc<dyn ShardReads>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let mut last = None;
+        // The common case first: this node serves the shard, so it is the replica to ask
+        // and the order of the others matters only if it fails.
+        let tried_here = first.is_none() && self.serves_here(def, shard);
+        if tried_here {
+            match call(self.host.clone()).await {
+                Ok(v) => return Ok((v, None)),
+                Err(e) if e.kind() == ErrorKind::Invalid => return Err(e),
+                Err(e) => {
+                    tracing::debug!(shard, error = %e, "this node failed to answer for its shard; trying replicas");
+                    last = Some(e);
+                }
+            }
+        }
         let mut replicas = self.replicas(def, shard);
+        if tried_here {
+            replicas.retain(Option::is_some);
+        }
         if let Some(first) = first {
             replicas.retain(|r| r != first);
             replicas.insert(0, first.clone());
         }
-        let mut last = None;
         for replica in replicas {
             let result = match self.target(&replica) {
                 Ok(target) => call(target).await,
@@ -157,13 +183,13 @@ impl Router {
         .await;
         // (shard, hit), and which replica answered each shard.
         let mut hits: Vec<(u32, Hit)> = Vec::new();
-        let mut answered: HashMap<u32, Replica> = HashMap::new();
+        let mut answered: Vec<Option<Replica>> = vec![None; def.shards as usize];
         let (mut failed_shards, mut last_error) = (Vec::new(), None);
         for (shard, result) in (0..def.shards).zip(per_shard) {
             match result {
                 Ok((found, replica)) => {
                     hits.extend(found.into_iter().map(|h| (shard, h)));
-                    answered.insert(shard, replica);
+                    answered[shard as usize] = Some(replica);
                 }
                 Err(e) if e.kind() == ErrorKind::Invalid => return Err(e),
                 Err(e) => {
@@ -207,7 +233,7 @@ impl Router {
         &self,
         def: &CollectionDef,
         hits: Vec<(u32, Hit)>,
-        answered: &HashMap<u32, Replica>,
+        answered: &[Option<Replica>],
         (include_vector, include_attributes): (bool, bool),
         eventual: bool,
     ) -> Result<Vec<(u32, Hit)>> {
@@ -226,18 +252,18 @@ impl Router {
             .collect())
     }
 
-    /// Reads rows by id, one call per shard, first from the replica in `first` (if any);
+    /// Reads rows by id, one call per shard, first from the replica `first[shard]` (if any);
     /// `(include_vector, include_attributes, eventual)` as in [`ShardGet`].
     async fn fetch_rows(
         &self,
         def: &CollectionDef,
         ids_of: HashMap<u32, Vec<RowId>>,
-        first: &HashMap<u32, Replica>,
+        first: &[Option<Replica>],
         (include_vector, include_attributes, eventual): (bool, bool, bool),
     ) -> Result<HashMap<RowId, ShardRow>> {
         let fetched = join_all(ids_of.into_iter().map(|(shard, ids)| {
             let req = ShardGet { ids, include_vector, include_attributes, eventual };
-            self.on_replicas(def, shard, first.get(&shard), move |t| {
+            self.on_replicas(def, shard, first.get(shard as usize).and_then(Option::as_ref), move |t| {
                 let req = req.clone();
                 async move { t.get_rows(&def.id, shard, req).await }
             })
@@ -265,7 +291,7 @@ impl Router {
             per_shard.entry(id.shard(def.shards)).or_default().push(id.clone());
         }
         let wanted = (include_vector, include_attributes, false);
-        let found = self.fetch_rows(&def, per_shard, &HashMap::new(), wanted).await?;
+        let found = self.fetch_rows(&def, per_shard, &[], wanted).await?;
         // In request order; an id asked for twice is returned twice.
         Ok(ids
             .iter()
