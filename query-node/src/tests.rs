@@ -31,6 +31,18 @@ async fn deps() -> Deps {
     }
 }
 
+/// A 2-d L2 collection named `name` with `shards` shards.
+fn collection(name: &str, shards: u32) -> NewCollection {
+    NewCollection {
+        name: name.into(),
+        dimension: 2,
+        metric: Metric::L2,
+        shards,
+        replication: 1,
+        hnsw: HnswParams::default(),
+    }
+}
+
 fn upsert(seq: u64, id: u64, v: f32) -> WalEntry {
     let row = Row { id: RowId::Int(id), vector: vec![v, 0.0], attributes: None };
     WalEntry { seq, writer_epoch: 1, commit_id: seq, created_ms: 0, ops: vec![WalOp::Upsert(row)] }
@@ -49,14 +61,7 @@ fn ids(r: &strata_api::SearchResponse) -> Vec<RowId> {
 #[tokio::test]
 async fn strong_reads_probe_storage_without_heads_and_follow_published_heads() {
     let deps = deps().await;
-    let new = NewCollection {
-        name: "c".into(),
-        dimension: 2,
-        metric: Metric::L2,
-        shards: 1,
-        replication: 1,
-        hnsw: HnswParams::default(),
-    };
+    let new = collection("c", 1);
     let def = catalog::create(deps.store.as_ref(), &new, 1, 0).await.unwrap();
     let shard = ShardPaths::new(def.id.clone(), 0);
     wal::put_entry(deps.store.as_ref(), &shard, &upsert(1, 10, 1.0)).await.unwrap();
@@ -91,14 +96,7 @@ async fn a_multi_shard_search_returns_the_rows_of_its_final_hits() {
 
 async fn multi_shard_search_returns_the_rows_of_its_final_hits(config: QueryConfig) {
     let deps = deps().await;
-    let new = NewCollection {
-        name: "m".into(),
-        dimension: 2,
-        metric: Metric::L2,
-        shards: 3,
-        replication: 1,
-        hnsw: HnswParams::default(),
-    };
+    let new = collection("m", 3);
     let def = catalog::create(deps.store.as_ref(), &new, 1, 0).await.unwrap();
     let mut seqs = [0u64; 3];
     for id in 0..30u64 {
@@ -138,14 +136,7 @@ async fn a_query_node_starting_after_gc_of_the_first_manifests_serves_the_newest
 
     for publish_head in [false, true] {
         let deps = deps().await;
-        let new = NewCollection {
-            name: "g".into(),
-            dimension: 2,
-            metric: Metric::L2,
-            shards: 1,
-            replication: 1,
-            hnsw: HnswParams::default(),
-        };
+        let new = collection("g", 1);
         let def = catalog::create(deps.store.as_ref(), &new, 1, 0).await.unwrap();
         let shard = ShardPaths::new(def.id.clone(), 0);
         let rows: Vec<Row> =
