@@ -5,7 +5,9 @@
 //! (no query fails) and one replica (served again within the session TTL), and a joining
 //! query node that takes shards from object storage with no bytes between nodes. Write
 //! availability and durability under failures (ingest kill, etcd wipe, paused writer) are
-//! in `cluster/writes.rs`; bulk import and export across nodes in `cluster/tools.rs`.
+//! in `cluster/writes.rs`; bulk import and export across nodes in `cluster/tools.rs`;
+//! attribute filters (search, count, query, delete and update by filter) in
+//! `cluster/filters.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -15,6 +17,8 @@
 
 #[path = "cluster/client.rs"]
 mod client;
+#[path = "cluster/filters.rs"]
+mod filters;
 #[path = "cluster/harness.rs"]
 mod harness;
 #[path = "cluster/tools.rs"]

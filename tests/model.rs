@@ -104,7 +104,7 @@ async fn run(seed: u64, steps: usize) {
         let probe: Vec<RowId> = (0..5).map(|_| RowId::Int(rng.random_range(0..80u64))).collect();
         let mut unique = probe.clone();
         unique.dedup();
-        let rows = query.get("m", &unique, true, false).await.unwrap();
+        let rows = query.get("m", get_request(&unique, true, false)).await.unwrap();
         let want: Vec<(RowId, Vec<f32>)> = unique
             .iter()
             .filter_map(|id| {
@@ -164,7 +164,7 @@ async fn reads_stay_correct_while_flushes_and_compactions_swap_segments() {
                         assert_eq!(row.vector.as_ref().unwrap().len(), DIM);
                     }
                     let ids: Vec<RowId> = (0..5).map(|_| RowId::Int(rng.random_range(0..400u64))).collect();
-                    query.get("m", &ids, true, true).await.expect("get during segment swaps");
+                    query.get("m", get_request(&ids, true, true)).await.expect("get during segment swaps");
                     searches += 1;
                     tokio::task::yield_now().await;
                 }
@@ -196,4 +196,8 @@ async fn reads_stay_correct_while_flushes_and_compactions_swap_segments() {
         assert!(r.await.unwrap() > 0);
     }
     t.server.stop().await;
+}
+
+fn get_request(ids: &[RowId], include_vector: bool, include_attributes: bool) -> strata_api::GetRequest {
+    strata_api::GetRequest { ids: ids.to_vec(), include_vector, include_attributes, filter: None }
 }

@@ -127,6 +127,7 @@ async fn upload(deps: &Deps, plan: &Plan, built: &BuiltSegment, rows: usize) -> 
         min_seq: inputs.iter().map(|s| s.min_seq).min().unwrap_or(0),
         max_seq,
         has_graph: built.graph.is_some(),
+        has_attr_index: true,
         tombstone: None,
         level: inputs.iter().map(|s| s.level).max().unwrap_or(0) + 1,
     })

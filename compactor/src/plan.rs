@@ -135,6 +135,7 @@ mod tests {
             min_seq: 1,
             max_seq: 1,
             has_graph: false,
+            has_attr_index: false,
             tombstone: (deleted > 0).then_some(TombstoneRef { generation: 1, deleted }),
             level: 0,
         }

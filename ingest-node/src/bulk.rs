@@ -20,6 +20,7 @@ use futures::future::BoxFuture;
 use strata_api::{ApiJson, ApiResult, BulkRequest, BulkResponse, ErrorBody};
 use strata_coord::{Head, shard_key};
 use strata_deps::Deps;
+use strata_storage::attr_types::AttrTypes;
 use strata_storage::manifest::{self, Manifest, Rebase, RetryPolicy, SegmentMeta, Step};
 use strata_storage::paths::{self, ShardPaths};
 use strata_storage::segment::{self as segstore, SegmentIds};
@@ -54,6 +55,7 @@ pub(crate) async fn import(
     router: &WriteRouter,
     writers: &WriterRegistry,
     def: &Arc<CollectionDef>,
+    types: &AttrTypes,
     req: BulkRequest,
 ) -> Result<BulkResponse> {
     let (shard, n) = (req.shard, req.rows.len());
@@ -64,7 +66,8 @@ pub(crate) async fn import(
             def.name, owner.node_id, owner.http_url
         )));
     }
-    let rows = validate::bulk_rows(def, shard, req.rows)?;
+    let mut rows = validate::bulk_rows(def, shard, req.rows)?;
+    types.admit(&mut rows.iter_mut().collect::<Vec<_>>()).await?;
     // Being the writer means holding its lease: start (or reuse) the local writer.
     writers.start(def, shard).await?;
     let paths = ShardPaths::new(def.id.clone(), shard);

@@ -266,6 +266,7 @@ pub(crate) async fn store_segment(
         min_seq,
         max_seq,
         has_graph: built.graph.is_some(),
+        has_attr_index: true,
         tombstone: None,
         level: 0,
     };
@@ -378,6 +379,7 @@ mod tests {
             shards: 1,
             replication: 1,
             hnsw: HnswParams::default(),
+            attributes: Default::default(),
         };
         let def = catalog::create(deps.store.as_ref(), &new, 0, 0).await.unwrap();
         let shard = ShardPaths::new(def.id.clone(), 0);

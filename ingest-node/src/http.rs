@@ -7,9 +7,12 @@ use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
     ApiJson, ApiResult, BulkRequest, BulkResponse, BulkRow, CollectionInfo, CreateCollectionRequest, DeleteRequest,
-    DeleteResponse, DropResponse, ErrorBody, FlushResponse, UpsertRequest, UpsertResponse, UpsertRow,
+    DeleteResponse, DropResponse, ErrorBody, FlushResponse, UpdateRequest, UpdateResponse, UpsertRequest,
+    UpsertResponse, UpsertRow,
 };
 use strata_storage::catalog::NewCollection;
+use strata_types::Error;
+use strata_types::filter::AttrType;
 use strata_types::{HnswParams, Metric, Row, RowId};
 use utoipa::OpenApi;
 
@@ -17,13 +20,16 @@ use crate::IngestNode;
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_collection, drop_collection, upsert, delete_rows, flush, crate::bulk::bulk_import),
+    paths(create_collection, drop_collection, upsert, delete_rows, update_rows, flush, crate::bulk::bulk_import),
     components(schemas(
         CreateCollectionRequest,
         UpsertRequest,
         UpsertResponse,
         DeleteRequest,
         DeleteResponse,
+        UpdateRequest,
+        UpdateResponse,
+        AttrType,
         FlushResponse,
         DropResponse,
         BulkRequest,
@@ -47,6 +53,7 @@ pub fn router(node: IngestNode) -> Router {
         .route("/v1/collections/{name}", delete(drop_collection))
         .route("/v1/collections/{name}/upsert", post(upsert))
         .route("/v1/collections/{name}/delete", post(delete_rows))
+        .route("/v1/collections/{name}/update", post(update_rows))
         .route("/v1/collections/{name}/flush", post(flush))
         .route("/v1/collections/{name}/bulk", post(crate::bulk::bulk_import))
         .with_state(node)
@@ -82,6 +89,7 @@ async fn create_collection(
         shards: req.shards,
         replication: req.replication,
         hnsw: req.hnsw,
+        attributes: req.attributes,
     };
     let def = node.create_collection(new).await?;
     Ok((StatusCode::CREATED, Json(CollectionInfo::from(&def))))
@@ -108,7 +116,8 @@ async fn upsert(
     Ok(Json(UpsertResponse { upserted }))
 }
 
-/// Delete rows by id. Acknowledged once durable in object storage.
+/// Delete rows by id, or every row matching a filter. Acknowledged once durable in object
+/// storage.
 #[utoipa::path(post, path = "/v1/collections/{name}/delete", params(("name" = String, Path)), request_body = DeleteRequest,
     responses((status = 200, body = DeleteResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_rows(
@@ -116,8 +125,25 @@ async fn delete_rows(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<DeleteRequest>,
 ) -> ApiResult<Json<DeleteResponse>> {
-    let deleted = node.delete(&name, req.ids).await?;
+    let deleted = match (req.ids, req.filter) {
+        (Some(ids), None) => node.delete(&name, ids).await?,
+        (None, Some(filter)) => node.delete_where(&name, &filter).await? as usize,
+        _ => return Err(Error::invalid("give exactly one of ids and filter").into()),
+    };
     Ok(Json(DeleteResponse { deleted }))
+}
+
+/// Set or remove attributes of rows selected by id or filter, keeping their vectors.
+/// Acknowledged once durable in object storage.
+#[utoipa::path(post, path = "/v1/collections/{name}/update", params(("name" = String, Path)), request_body = UpdateRequest,
+    responses((status = 200, body = UpdateResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_rows(
+    State(node): State<IngestNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<UpdateRequest>,
+) -> ApiResult<Json<UpdateResponse>> {
+    let updated = node.update(&name, req).await? as usize;
+    Ok(Json(UpdateResponse { updated }))
 }
 
 /// Flush every shard's WAL tail into segments; returns when done.

@@ -16,6 +16,7 @@ mod config;
 mod flush;
 pub mod http;
 mod metrics;
+mod mutate;
 mod node;
 mod ownership;
 mod routing;

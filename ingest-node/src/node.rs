@@ -13,12 +13,13 @@
 
 use std::sync::Arc;
 
-use strata_api::{BulkRequest, BulkResponse};
+use strata_api::{BulkRequest, BulkResponse, UpdateRequest};
 use strata_coord::{Head, catalog_key};
 use strata_deps::{Deps, Resolver};
-use strata_rpc::ShardWrites;
+use strata_rpc::{Mutation, Selector, ShardWrites};
 use strata_storage::catalog::{self, NewCollection};
 use strata_storage::wal::WalOp;
+use strata_types::filter::Filter;
 use strata_types::{CollectionDef, Result, Row, RowId};
 use tokio::sync::watch;
 
@@ -98,10 +99,57 @@ impl IngestNode {
         self.write(name, ids.into_iter().map(WalOp::Delete).collect(), "ids").await
     }
 
-    async fn write(&self, name: &str, ops: Vec<WalOp>, what: &str) -> Result<usize> {
+    /// Deletes every row matching `filter` at the time of the request; resolves with how
+    /// many once durable.
+    pub async fn delete_where(&self, name: &str, filter: &serde_json::Value) -> Result<u64> {
+        let def = self.resolver.resolve(&self.deps, name).await?;
+        let filter = self.resolver.filter(&self.deps, &def, Some(filter)).await?;
+        // `{}` matches every row: deleting everything by filter is allowed, but say so.
+        let filter = filter.unwrap_or_else(|| Arc::new(Filter::And(Vec::new())));
+        self.router.mutate(&def, Mutation::Delete(Selector::Filter(filter))).await
+    }
+
+    /// Sets or removes attributes of the rows selected by ids or filter, keeping their
+    /// vectors; resolves with how many rows changed once durable.
+    pub async fn update(&self, name: &str, req: UpdateRequest) -> Result<u64> {
+        let def = self.resolver.resolve(&self.deps, name).await?;
+        validate::attribute_patch(&req.attributes)?;
+        // The selector first: a bad filter must not type the patch's new attributes.
+        let selector = match (req.ids, req.filter) {
+            (Some(ids), None) => {
+                validate::batch_size(self.config.max_batch_rows, ids.len(), "ids")?;
+                ids.iter().try_for_each(RowId::validate)?;
+                Selector::Ids(ids)
+            }
+            (None, Some(filter)) => {
+                let filter = self.resolver.filter(&self.deps, &def, Some(&filter)).await?;
+                Selector::Filter(filter.unwrap_or_else(|| Arc::new(Filter::And(Vec::new()))))
+            }
+            _ => return Err(strata_types::Error::invalid("give exactly one of ids and filter")),
+        };
+        // The patch's types are checked (and new keys typed) like any write's.
+        let mut probe = Row { id: RowId::Int(0), vector: Vec::new(), attributes: Some(req.attributes) };
+        self.resolver
+            .attr_types(&self.deps, &def)
+            .admit(&mut [&mut probe])
+            .await
+            .map_err(|e| strata_types::Error::invalid(e.to_string().replacen("row 0: ", "", 1)))?;
+        let patch = probe.attributes.unwrap_or_default();
+        self.router.mutate(&def, Mutation::Update { selector, patch }).await
+    }
+
+    async fn write(&self, name: &str, mut ops: Vec<WalOp>, what: &str) -> Result<usize> {
         validate::batch_size(self.config.max_batch_rows, ops.len(), what)?;
         let def = self.resolver.resolve(&self.deps, name).await?;
         validate::ops(&def, &ops)?;
+        let mut rows: Vec<&mut Row> = ops
+            .iter_mut()
+            .filter_map(|op| match op {
+                WalOp::Upsert(row) => Some(row),
+                WalOp::Delete(_) => None,
+            })
+            .collect();
+        self.resolver.attr_types(&self.deps, &def).admit(&mut rows).await?;
         let n = ops.len();
         self.router.write(&def, ops).await?;
         Ok(n)
@@ -117,7 +165,8 @@ impl IngestNode {
     pub async fn bulk(&self, name: &str, req: BulkRequest) -> Result<BulkResponse> {
         validate::bulk_size(req.rows.len())?;
         let def = self.resolver.resolve(&self.deps, name).await?;
-        crate::bulk::import(&self.deps, &self.config, &self.router, &self.writers, &def, req).await
+        let types = self.resolver.attr_types(&self.deps, &def);
+        crate::bulk::import(&self.deps, &self.config, &self.router, &self.writers, &def, &types, req).await
     }
 
     /// The write API other ingest nodes forward to over gRPC (validating what they send).

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures::future::{BoxFuture, try_join_all};
 use strata_coord::{LeaseKind, Member, Role, shard_key};
 use strata_deps::{Deps, Resolver};
-use strata_rpc::ShardWrites;
+use strata_rpc::{Mutation, Selector, ShardWrites};
 use strata_storage::wal::WalOp;
 use strata_types::{CollectionDef, Error, Result};
 
@@ -107,6 +107,43 @@ impl WriteRouter {
         }
     }
 
+    /// Applies a mutation on every shard it can touch (the shards of its ids, or all for a
+    /// filter); resolves with the rows changed once every shard's change is durable.
+    pub async fn mutate(&self, def: &Arc<CollectionDef>, mutation: Mutation) -> Result<u64> {
+        let per_shard: Vec<(u32, Mutation)> = match &mutation {
+            Mutation::Delete(Selector::Filter(_)) | Mutation::Update { selector: Selector::Filter(_), .. } => {
+                (0..def.shards).map(|shard| (shard, mutation.clone())).collect()
+            }
+            Mutation::Delete(Selector::Ids(ids)) | Mutation::Update { selector: Selector::Ids(ids), .. } => {
+                let mut ids_of: Vec<Vec<_>> = vec![Vec::new(); def.shards as usize];
+                for id in ids {
+                    ids_of[id.shard(def.shards) as usize].push(id.clone());
+                }
+                let with_ids = |ids| match &mutation {
+                    Mutation::Delete(_) => Mutation::Delete(Selector::Ids(ids)),
+                    Mutation::Update { patch, .. } => {
+                        Mutation::Update { selector: Selector::Ids(ids), patch: patch.clone() }
+                    }
+                };
+                ids_of
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, ids)| !ids.is_empty())
+                    .map(|(shard, ids)| (shard as u32, with_ids(ids)))
+                    .collect()
+            }
+        };
+        let changes = per_shard.into_iter().map(|(shard, mutation)| async move {
+            match self.write_target(&def.id, shard).await {
+                Some(node) => {
+                    self.deps.rpc.node(&node.grpc_url)?.mutate_shard(&def.name, &def.id, shard, mutation).await
+                }
+                None => self.writers.start(def, shard).await?.mutate(mutation).await,
+            }
+        });
+        Ok(try_join_all(changes).await?.into_iter().sum())
+    }
+
     /// Resolves once everything acknowledged before the call is in segments, on every
     /// shard's writer.
     pub async fn flush(&self, def: &Arc<CollectionDef>) -> Result<()> {
@@ -147,6 +184,22 @@ impl ShardWrites for WriteRouter {
             validate::ops_of_shard(&def, shard, &ops)?;
             validate::ops(&def, &ops)?;
             self.forwarded_writer(&def, shard).await?.write(ops).await
+        })
+    }
+
+    fn mutate_shard(
+        &self,
+        collection: &str,
+        collection_id: &str,
+        shard: u32,
+        mutation: Mutation,
+    ) -> BoxFuture<'_, Result<u64>> {
+        let (collection, collection_id) = (collection.to_owned(), collection_id.to_owned());
+        Box::pin(async move {
+            let def = self.forwarded_def(&collection, &collection_id).await?;
+            validate::shard(&def, shard)?;
+            validate::mutation_of_shard(&self.config, &def, shard, &mutation)?;
+            self.forwarded_writer(&def, shard).await?.mutate(mutation).await
         })
     }
 

@@ -100,6 +100,7 @@ pub(crate) fn new_collection() -> NewCollection {
         shards: 1,
         replication: 1,
         hnsw: HnswParams::default(),
+        attributes: Default::default(),
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 
 use strata_api::{BulkRow, MAX_BULK_ROWS};
+use strata_rpc::{Mutation, Selector};
 use strata_storage::wal::WalOp;
 use strata_types::{CollectionDef, Error, Result, Row, RowId};
 
@@ -41,6 +42,36 @@ pub(crate) fn ops_of_shard(def: &CollectionDef, shard: u32, ops: &[WalOp]) -> Re
         return Err(Error::invalid(format!("forwarded operations do not all belong to shard {shard}")));
     }
     Ok(())
+}
+
+/// A forwarded mutation: ids valid, within the batch bound and of `shard`; a patch of
+/// valid attributes.
+pub(crate) fn mutation_of_shard(
+    config: &crate::config::IngestConfig,
+    def: &CollectionDef,
+    shard: u32,
+    mutation: &Mutation,
+) -> Result<()> {
+    let (selector, patch) = match mutation {
+        Mutation::Delete(selector) => (selector, None),
+        Mutation::Update { selector, patch } => (selector, Some(patch)),
+    };
+    if let Selector::Ids(ids) = selector {
+        batch_size(config.max_batch_rows, ids.len(), "ids")?;
+        ids.iter().try_for_each(RowId::validate)?;
+        if ids.iter().any(|id| id.shard(def.shards) != shard) {
+            return Err(Error::invalid(format!("forwarded ids do not all belong to shard {shard}")));
+        }
+    }
+    patch.map_or(Ok(()), attribute_patch)
+}
+
+/// An attribute patch: a non-empty object of valid attributes (a `null` removes one).
+pub(crate) fn attribute_patch(patch: &strata_types::Attributes) -> Result<()> {
+    if patch.is_empty() {
+        return Err(Error::invalid("attributes must name at least one attribute to set or remove (null)"));
+    }
+    strata_types::validate_attributes(patch)
 }
 
 /// A shard number the collection has.
@@ -103,6 +134,7 @@ mod tests {
             replication: 1,
             hnsw: HnswParams::default(),
             created_at_ms: 0,
+            attributes: Default::default(),
         }
     }
 

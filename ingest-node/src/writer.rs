@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::Serialize;
 use strata_coord::{Head, Lease, LeaseKind, shard_key};
 use strata_deps::Deps;
+use strata_rpc::{Mutation, Selector};
 use strata_storage::manifest::{self, Manifest};
 use strata_storage::paths::ShardPaths;
 use strata_storage::wal::{self, WalEntry, WalOp};
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::IngestConfig;
 use crate::flush::{self, IdCache};
 use crate::metrics::IngestMetrics;
+use crate::mutate;
 
 /// Live counters of a shard writer, readable without talking to the actor.
 #[derive(Debug, Default)]
@@ -59,8 +61,20 @@ pub struct ShardWriterStats {
 }
 
 enum Command {
-    Write { ops: Vec<WalOp>, bytes: usize, reply: oneshot::Sender<Result<u64>> },
-    Flush { reply: oneshot::Sender<Result<()>> },
+    Write {
+        ops: Vec<WalOp>,
+        bytes: usize,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Select rows and append the change in one step (`mutate.rs`); replies with the
+    /// number of rows changed.
+    Mutate {
+        mutation: Mutation,
+        reply: oneshot::Sender<Result<u64>>,
+    },
 }
 
 /// The handle through which requests reach a shard's writer.
@@ -121,6 +135,7 @@ impl ShardWriter {
             ids: Some(IdCache::default()),
             flush_waiters: Vec::new(),
             unsure_attempt: None,
+            deferred: None,
         };
         tokio::spawn(actor.run(rx, shutdown));
         Ok(ShardWriter { shard, tx, stats, config, collection: def.name.clone() })
@@ -140,6 +155,14 @@ impl ShardWriter {
         let bytes = ops.iter().map(WalOp::encoded_len).sum();
         let (reply, rx) = oneshot::channel();
         self.send(Command::Write { ops, bytes, reply }).await?;
+        rx.await.map_err(|_| stopped_error())?
+    }
+
+    /// Deletes or updates the rows a mutation selects; resolves with how many once the
+    /// change is durable.
+    pub async fn mutate(&self, mutation: Mutation) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Mutate { mutation, reply }).await?;
         rx.await.map_err(|_| stopped_error())?
     }
 
@@ -202,6 +225,9 @@ struct Actor {
     flush_waiters: Vec<(u64, oneshot::Sender<Result<()>>)>,
     /// An attempt whose outcome is unknown (the put errored, but may have landed).
     unsure_attempt: Option<(u64, u64)>,
+    /// A mutation that arrived while a group commit was being gathered: it runs right
+    /// after that group.
+    deferred: Option<Command>,
 }
 
 type FlushResult = (Result<Manifest>, IdCache);
@@ -218,8 +244,18 @@ impl Actor {
                         if !self.commit(group).await {
                             break;
                         }
+                        if let Some(Command::Mutate { mutation, reply }) = self.deferred.take()
+                            && !self.mutate(mutation, reply).await
+                        {
+                            break;
+                        }
                     }
                     Some(Command::Flush { reply }) => self.flush_waiters.push((self.next_seq - 1, reply)),
+                    Some(Command::Mutate { mutation, reply }) => {
+                        if !self.mutate(mutation, reply).await {
+                            break;
+                        }
+                    }
                     None => break,
                 },
                 Some((result, ids)) = done_rx.recv() => {
@@ -272,10 +308,62 @@ impl Actor {
                     total += bytes;
                 }
                 Some(Command::Flush { reply }) => self.flush_waiters.push((self.next_seq, reply)),
+                Some(cmd @ Command::Mutate { .. }) => {
+                    // Runs after this group: it must see the group's writes.
+                    self.deferred = Some(cmd);
+                    break;
+                }
                 None => break,
             }
         }
         (all_ops, replies)
+    }
+
+    /// Selects the rows of a mutation and appends its operations, with no other write in
+    /// between (see `mutate.rs`). Returns false if this writer must stop (fenced).
+    async fn mutate(&mut self, mutation: Mutation, reply: oneshot::Sender<Result<u64>>) -> bool {
+        let state = mutate::ShardState {
+            deps: &self.deps,
+            def: &self.def,
+            paths: &self.paths,
+            manifest: &self.manifest,
+            memtable: &self.memtable,
+        };
+        let ops: Result<Vec<WalOp>> = match &mutation {
+            Mutation::Delete(Selector::Ids(ids)) => Ok(ids.iter().cloned().map(WalOp::Delete).collect()),
+            Mutation::Delete(Selector::Filter(filter)) => {
+                state.matching_ids(filter).await.map(|ids| ids.into_iter().map(WalOp::Delete).collect())
+            }
+            Mutation::Update { selector, patch } => {
+                state.selected_rows(selector, self.config.max_batch_rows).await.map(|rows| {
+                    rows.into_iter()
+                        .map(|mut row| {
+                            mutate::apply_patch(&mut row, patch);
+                            WalOp::Upsert(row)
+                        })
+                        .collect()
+                })
+            }
+        };
+        let ops: Vec<WalOp> = match ops {
+            Ok(ops) if ops.is_empty() => {
+                let _ = reply.send(Ok(0));
+                return true;
+            }
+            Ok(ops) => ops,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return true;
+            }
+        };
+        let rows = ops.len() as u64;
+        let (tx, mut rx) = oneshot::channel();
+        let keep_going = self.commit((ops, vec![tx])).await;
+        let _ = reply.send(match rx.try_recv() {
+            Ok(result) => result.map(|_| rows),
+            Err(_) => Err(stopped_error()),
+        });
+        keep_going
     }
 
     /// Writes one group commit. Returns false if this writer must stop (fenced).

@@ -21,10 +21,12 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use strata_coord::shard_key;
 use strata_deps::{Deps, Resolver};
-use strata_rpc::{Hit, ShardGet, ShardReads, ShardRow, ShardScan, ShardSearch, ShardStats};
+use strata_rpc::{
+    Hit, ShardCount, ShardGet, ShardReads, ShardRow, ShardScan, ShardScanRequest, ShardSearch, ShardStats,
+};
 use strata_storage::segment::prepare_query;
 use strata_types::time::ClockExt;
-use strata_types::{CollectionDef, Metric, Result, RowId};
+use strata_types::{CollectionDef, Metric, Result};
 
 use crate::QueryConfig;
 use crate::metrics::HeldShard;
@@ -150,13 +152,14 @@ impl ShardHost {
         };
         let (k, ef) = (req.top_k as usize, req.ef.max(req.top_k) as usize);
         let (with_vector, with_attributes) = (req.include_vector, req.include_attributes);
+        let filter = req.filter;
         let dim = local.reader.def().dimension as usize;
         let inline = ShardReader::search_work(&local.reader.read(), ef, dim) <= self.config.inline_search_max_work;
         let search = move || {
             // Rows are materialised under the same read guard as the search: a refresh
             // may swap the segment list right after the guard is released.
             let state = local.reader.read();
-            ShardReader::search(&state, &query, k, ef)
+            ShardReader::search(&state, &query, k, ef, filter.as_deref())
                 .into_iter()
                 .map(|found| {
                     let id = ShardReader::id(&state, found.location);
@@ -186,20 +189,30 @@ impl ShardHost {
         Ok(rows)
     }
 
-    /// One page of live rows in id order, strongly consistent.
-    pub async fn scan(&self, collection_id: &str, shard: u32, after: Option<RowId>, limit: u32) -> Result<ShardScan> {
+    /// One page of live rows (matching the filter, if any) in id order, strongly consistent.
+    pub async fn scan(&self, collection_id: &str, shard: u32, req: ShardScanRequest) -> Result<ShardScan> {
         let local = self.shard(collection_id, shard, self.freshness(false)).await?;
         let state = local.reader.read();
-        let (page, more) = ShardReader::scan(&state, after.as_ref(), limit as usize);
+        let (page, more) = ShardReader::scan(&state, req.after.as_ref(), req.limit as usize, req.filter.as_deref());
         let next_after = if more { page.last().map(|(id, _)| id.clone()) } else { None };
         let rows = page
             .into_iter()
             .map(|(id, loc)| {
-                let (vector, attributes) = ShardReader::payload(&state, loc, true, true);
+                let (vector, attributes) = ShardReader::payload(&state, loc, req.include_vector, true);
                 ShardRow { id, vector, attributes }
             })
             .collect();
         Ok(ShardScan { rows, next_after })
+    }
+
+    /// Live rows matching the filter (all live rows without one).
+    pub async fn count(&self, collection_id: &str, shard: u32, req: ShardCount) -> Result<u64> {
+        let local = self.shard(collection_id, shard, self.freshness(req.eventual)).await?;
+        let state = local.reader.read();
+        Ok(match &req.filter {
+            Some(filter) => ShardReader::count(&state, filter),
+            None => ShardReader::live_rows(&state),
+        })
     }
 
     /// The shard's statistics as this node sees it (strongly consistent).
@@ -238,14 +251,13 @@ impl ShardReads for ShardHost {
         Box::pin(async move { self.describe(&collection_id, shard).await })
     }
 
-    fn scan_shard(
-        &self,
-        collection_id: &str,
-        shard: u32,
-        after: Option<RowId>,
-        limit: u32,
-    ) -> BoxFuture<'_, Result<ShardScan>> {
+    fn scan_shard(&self, collection_id: &str, shard: u32, req: ShardScanRequest) -> BoxFuture<'_, Result<ShardScan>> {
         let collection_id = collection_id.to_owned();
-        Box::pin(async move { self.scan(&collection_id, shard, after, limit).await })
+        Box::pin(async move { self.scan(&collection_id, shard, req).await })
+    }
+
+    fn count_shard(&self, collection_id: &str, shard: u32, req: ShardCount) -> BoxFuture<'_, Result<u64>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move { self.count(&collection_id, shard, req).await })
     }
 }

@@ -5,17 +5,24 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
-    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, Consistency, ErrorBody, GetRequest,
-    GetResponse, ListResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
+    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, Consistency, CountRequest,
+    CountResponse, ErrorBody, GetRequest, GetResponse, ListResponse, QueryRequest, QueryResponse, ResultRow,
+    ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
 };
+use strata_types::filter::AttrType;
 use utoipa::OpenApi;
 
 use crate::QueryNode;
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_collections, describe_collection, search, get_rows, scan),
+    paths(list_collections, describe_collection, search, get_rows, scan, query, count),
     components(schemas(
+        QueryRequest,
+        QueryResponse,
+        CountRequest,
+        CountResponse,
+        AttrType,
         GetRequest,
         GetResponse,
         ScanRequest,
@@ -43,6 +50,8 @@ pub fn router(node: QueryNode) -> Router {
         .route("/v1/collections/{name}/search", post(search))
         .route("/v1/collections/{name}/get", post(get_rows))
         .route("/v1/collections/{name}/scan", post(scan))
+        .route("/v1/collections/{name}/query", post(query))
+        .route("/v1/collections/{name}/count", post(count))
         .with_state(node)
 }
 
@@ -81,7 +90,7 @@ async fn get_rows(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<GetRequest>,
 ) -> ApiResult<Json<GetResponse>> {
-    let rows = node.get(&name, &req.ids, req.include_vector, req.include_attributes).await?;
+    let rows = node.get(&name, req).await?;
     Ok(Json(GetResponse { rows }))
 }
 
@@ -95,11 +104,34 @@ async fn scan(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<ScanRequest>,
 ) -> ApiResult<Json<ScanResponse>> {
-    let page = node.scan(&name, req.shard, req.after, req.limit).await?;
+    let page = node.scan(&name, req).await?;
     let rows = page
         .rows
         .into_iter()
         .map(|r| ScanRow { id: r.id, vector: r.vector.unwrap_or_default(), attributes: r.attributes })
         .collect();
     Ok(Json(ScanResponse { rows, next_after: page.next_after }))
+}
+
+/// Rows matching a filter, across every shard, a page at a time (strongly consistent per
+/// page). Pass `next_cursor` back as `cursor` for the next page.
+#[utoipa::path(post, path = "/v1/collections/{name}/query", params(("name" = String, Path)), request_body = QueryRequest,
+    responses((status = 200, body = QueryResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn query(
+    State(node): State<QueryNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<QueryRequest>,
+) -> ApiResult<Json<QueryResponse>> {
+    Ok(Json(node.query(&name, req).await?))
+}
+
+/// Count the rows matching a filter (every row without one).
+#[utoipa::path(post, path = "/v1/collections/{name}/count", params(("name" = String, Path)), request_body = CountRequest,
+    responses((status = 200, body = CountResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn count(
+    State(node): State<QueryNode>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<CountRequest>,
+) -> ApiResult<Json<CountResponse>> {
+    Ok(Json(node.count(&name, req).await?))
 }

@@ -11,7 +11,8 @@
 //! `shard.rs` and `tail.rs`, searching on a bounded blocking pool, `pool.rs`) and the
 //! serving loop (`serving.rs`, rendezvous assignment with make-before-break handoffs).
 //! Requests are validated once where they enter a node (`validate.rs`; from other nodes,
-//! `wire.rs`).
+//! `wire.rs`). Reads by attribute filter (`queries.rs`: query, count) use the same routing;
+//! filtered search plans per segment (see `strata_storage::segment::LoadedSegment::plan`).
 //!
 //! Entry point: [`start`]; [`http::router`] exposes the REST API.
 
@@ -21,6 +22,7 @@ pub mod http;
 mod metrics;
 mod node;
 mod pool;
+mod queries;
 mod router;
 mod serving;
 mod shard;

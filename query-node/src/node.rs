@@ -12,10 +12,13 @@
 
 use std::sync::Arc;
 
-use strata_api::{CollectionDescription, CollectionInfo, ResultRow, SearchRequest, SearchResponse};
+use strata_api::{
+    CollectionDescription, CollectionInfo, CountRequest, CountResponse, GetRequest, QueryRequest, QueryResponse,
+    ResultRow, ScanRequest, SearchRequest, SearchResponse,
+};
 use strata_deps::{Deps, Resolver};
 use strata_rpc::{ShardReads, ShardScan};
-use strata_types::{Result, RowId};
+use strata_types::Result;
 use tokio::sync::watch;
 
 use crate::config::QueryConfig;
@@ -57,20 +60,25 @@ impl QueryNode {
         self.router.search(name, req).await
     }
 
-    /// Rows by id, in request order; ids that do not exist are left out.
-    pub async fn get(
-        &self,
-        name: &str,
-        ids: &[RowId],
-        include_vector: bool,
-        include_attributes: bool,
-    ) -> Result<Vec<ResultRow>> {
-        self.router.get(name, ids, include_vector, include_attributes).await
+    /// Rows by id, in request order; ids that do not exist (or do not match the
+    /// request's filter) are left out.
+    pub async fn get(&self, name: &str, req: GetRequest) -> Result<Vec<ResultRow>> {
+        self.router.get(name, req).await
     }
 
-    /// One page of a shard's live rows in id order.
-    pub async fn scan(&self, name: &str, shard: u32, after: Option<RowId>, limit: u32) -> Result<ShardScan> {
-        self.router.scan(name, shard, after, limit).await
+    /// One page of a shard's live rows (matching the request's filter) in id order.
+    pub async fn scan(&self, name: &str, req: ScanRequest) -> Result<ShardScan> {
+        self.router.scan(name, req).await
+    }
+
+    /// One page of the rows matching a filter, across every shard.
+    pub async fn query(&self, name: &str, req: QueryRequest) -> Result<QueryResponse> {
+        self.router.query(name, req).await
+    }
+
+    /// How many rows match a filter.
+    pub async fn count(&self, name: &str, req: CountRequest) -> Result<CountResponse> {
+        self.router.count(name, req).await
     }
 
     pub async fn list(&self) -> Result<Vec<CollectionInfo>> {

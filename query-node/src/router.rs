@@ -22,12 +22,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::future::join_all;
 use strata_api::{
-    CollectionDescription, CollectionInfo, CollectionStats, Consistency, ResultRow, SearchRequest, SearchResponse,
-    ShardInfo,
+    CollectionDescription, CollectionInfo, CollectionStats, Consistency, GetRequest, ResultRow, ScanRequest,
+    SearchRequest, SearchResponse, ShardInfo,
 };
 use strata_coord::{Role, ServeState, shard_key};
 use strata_deps::{Deps, Resolver};
-use strata_rpc::{Hit, ShardGet, ShardReads, ShardRow, ShardScan, ShardSearch};
+use strata_rpc::{Hit, ShardGet, ShardReads, ShardRow, ShardScan, ShardScanRequest, ShardSearch};
 use strata_storage::catalog;
 use strata_storage::segment::score_of;
 use strata_types::time::ClockExt;
@@ -39,9 +39,9 @@ use crate::validate;
 
 /// Answers REST reads by fanning out to a replica of every shard.
 pub(crate) struct Router {
-    deps: Deps,
-    config: Arc<QueryConfig>,
-    resolver: Arc<Resolver>,
+    pub(crate) deps: Deps,
+    pub(crate) config: Arc<QueryConfig>,
+    pub(crate) resolver: Arc<Resolver>,
     /// This node's shards: the first replica tried when this node serves a shard.
     host: Arc<ShardHost>,
     /// Rotates the first remote replica tried, to spread load over replicas.
@@ -108,7 +108,7 @@ impl Router {
     /// Runs `call` on the replicas of `shard` in order (`first`, if given, before them)
     /// until one answers; returns its answer and which replica gave it. Invalid input
     /// fails the same everywhere, so it is not retried.
-    async fn on_replicas<T, F, Fut>(
+    pub(crate) async fn on_replicas<T, F, Fut>(
         &self,
         def: &CollectionDef,
         shard: u32,
@@ -163,6 +163,7 @@ impl Router {
         let def = self.resolver.resolve(&self.deps, name).await?;
         let ef = req.ef.unwrap_or(def.hnsw.ef as usize);
         validate::search(&self.config, &def, &req.vector, req.top_k, ef)?;
+        let filter = self.filter(&def, req.filter.as_ref()).await?;
         let single_shard = def.shards == 1;
         let eventual = req.consistency == Consistency::Eventual;
         let shard_req = ShardSearch {
@@ -172,6 +173,7 @@ impl Router {
             eventual,
             include_vector: single_shard && req.include_vector,
             include_attributes: single_shard && req.include_attributes,
+            filter,
         };
         let per_shard = join_all((0..def.shards).map(|shard| {
             let (def, shard_req) = (&def, &shard_req);
@@ -276,40 +278,46 @@ impl Router {
         Ok(rows)
     }
 
-    /// Rows by id, in request order; ids that do not exist are left out.
-    pub async fn get(
-        &self,
-        name: &str,
-        ids: &[RowId],
-        include_vector: bool,
-        include_attributes: bool,
-    ) -> Result<Vec<ResultRow>> {
+    /// Rows by id, in request order; ids that do not exist (or do not match `filter`) are
+    /// left out.
+    pub async fn get(&self, name: &str, req: GetRequest) -> Result<Vec<ResultRow>> {
+        let ids = &req.ids;
         validate::get(&self.config, ids)?;
         let def = self.resolver.resolve(&self.deps, name).await?;
+        let filter = self.filter(&def, req.filter.as_ref()).await?;
         let mut per_shard: HashMap<u32, Vec<RowId>> = HashMap::new();
         for id in ids {
             per_shard.entry(id.shard(def.shards)).or_default().push(id.clone());
         }
-        let wanted = (include_vector, include_attributes, false);
+        // The filter is tested here, on the attributes of the few rows asked for.
+        let wanted = (req.include_vector, req.include_attributes || filter.is_some(), false);
         let found = self.fetch_rows(&def, per_shard, &[], wanted).await?;
         // In request order; an id asked for twice is returned twice.
         Ok(ids
             .iter()
             .filter_map(|id| found.get(id).cloned())
-            .map(|r| ResultRow { id: r.id, score: None, vector: r.vector, attributes: r.attributes })
+            .filter(|r| filter.as_ref().is_none_or(|f| f.matches(r.attributes.as_ref())))
+            .map(|r| ResultRow {
+                id: r.id,
+                score: None,
+                vector: r.vector,
+                attributes: r.attributes.filter(|_| req.include_attributes),
+            })
             .collect())
     }
 
     /// One page of a shard's live rows in id order, from one replica (see `scan_shard`).
-    pub async fn scan(&self, name: &str, shard: u32, after: Option<RowId>, limit: u32) -> Result<ShardScan> {
-        validate::scan(after.as_ref(), limit)?;
+    pub async fn scan(&self, name: &str, req: ScanRequest) -> Result<ShardScan> {
+        validate::scan(req.after.as_ref(), req.limit)?;
         let def = self.resolver.resolve(&self.deps, name).await?;
-        validate::shard(&def, shard)?;
-        let def = &def;
+        validate::shard(&def, req.shard)?;
+        let filter = self.filter(&def, req.filter.as_ref()).await?;
+        let shard_req = ShardScanRequest { after: req.after, limit: req.limit, filter, include_vector: true };
+        let (def, shard) = (&def, req.shard);
         let (page, _) = self
             .on_replicas(def, shard, None, move |t| {
-                let after = after.clone();
-                async move { t.scan_shard(&def.id, shard, after, limit).await }
+                let shard_req = shard_req.clone();
+                async move { t.scan_shard(&def.id, shard, shard_req).await }
             })
             .await?;
         Ok(page)
@@ -348,6 +356,10 @@ impl Router {
             bytes: shards.iter().map(|s| s.bytes).sum(),
             shards,
         };
-        Ok(CollectionDescription { info: CollectionInfo::from(def.as_ref()), stats })
+        let mut info = CollectionInfo::from(def.as_ref());
+        let types = self.resolver.attr_types(&self.deps, &def);
+        types.list().await?;
+        info.attributes = types.snapshot();
+        Ok(CollectionDescription { info, stats })
     }
 }

@@ -27,6 +27,7 @@ use strata_storage::paths::ShardPaths;
 use strata_storage::segment::LoadedSegment;
 use strata_storage::tombstones;
 use strata_storage::wal;
+use strata_types::filter::Filter;
 use strata_types::time::ClockExt;
 use strata_types::{Attributes, CollectionDef, RowId};
 use strata_types::{Error, Result};
@@ -239,12 +240,14 @@ impl ShardReader {
         (state.tail.scanned_rows() as u64 + segments) * dim as u64
     }
 
-    /// Top-`k` rows of this shard for a prepared query, best first. CPU-bound (graph walks
-    /// and the exact scan of the tail): see `host.rs` for where it runs.
-    pub fn search(state: &ShardState, query: &[f32], k: usize, ef: usize) -> Vec<Found> {
+    /// Top-`k` rows of this shard for a prepared query (matching `filter`, if any), best
+    /// first. CPU-bound (graph walks and the exact scan of the tail): see `host.rs` for
+    /// where it runs. With a filter, each segment plans its own search
+    /// (`LoadedSegment::plan`) and the tail is filtered exactly.
+    pub fn search(state: &ShardState, query: &[f32], k: usize, ef: usize, filter: Option<&Filter>) -> Vec<Found> {
         let mut hits: Vec<Found> = state
             .tail
-            .search(query, k)
+            .search(query, k, filter)
             .into_iter()
             .map(|c| Found { distance: c.distance, location: Location::Tail { flat: c.row } })
             .collect();
@@ -253,7 +256,13 @@ impl ShardReader {
             let tombs = &view.tombstones;
             let tail = &state.tail;
             let is_hidden = |row: u32| tombs.contains(row) || tail.masks(&ids.id(row as usize));
-            let found: Vec<Candidate> = view.segment.search(query, k, ef, &is_hidden);
+            let found: Vec<Candidate> = match filter {
+                None => view.segment.search(query, k, ef, &is_hidden),
+                Some(f) => {
+                    let plan = view.segment.plan(f, ef);
+                    view.segment.search_filtered(query, k, ef, &is_hidden, f, plan)
+                }
+            };
             hits.extend(
                 found
                     .into_iter()
@@ -282,23 +291,36 @@ impl ShardReader {
         None
     }
 
-    /// Up to `limit` live rows with ids after `after`, ordered by id, and whether more
-    /// follow. Built from one state (the caller's read guard), so a page is consistent.
-    pub fn scan(state: &ShardState, after: Option<&RowId>, limit: usize) -> (Vec<(RowId, Location)>, bool) {
+    /// Up to `limit` live rows (matching `filter`, if any) with ids after `after`, ordered
+    /// by id, and whether more follow. Built from one state (the caller's read guard), so
+    /// a page is consistent.
+    pub fn scan(
+        state: &ShardState,
+        after: Option<&RowId>,
+        limit: usize,
+        filter: Option<&Filter>,
+    ) -> (Vec<(RowId, Location)>, bool) {
         let wanted = |id: &RowId| after.is_none_or(|a| id > a);
         let mut live: Vec<(RowId, Location)> = Vec::new();
         for (id, newest) in &state.tail.latest {
             if let Newest::Upsert { flat } = newest
                 && wanted(id)
+                && filter.is_none_or(|f| f.matches(state.tail.row(*flat).attributes.as_ref()))
             {
                 live.push((id.clone(), Location::Tail { flat: *flat }));
             }
         }
         for (index, view) in state.segments.iter().enumerate() {
-            for (row, id) in view.segment.ids.ids.iter().enumerate() {
-                if wanted(&id) && !view.tombstones.contains(row as u32) && !state.tail.masks(&id) {
-                    live.push((id.into_owned(), Location::Segment { index, row: row as u32 }));
+            let ids = &view.segment.ids.ids;
+            let mut consider = |row: u32| {
+                let id = ids.id(row as usize);
+                if wanted(&id) && !view.tombstones.contains(row) && !state.tail.masks(&id) {
+                    live.push((id.into_owned(), Location::Segment { index, row }));
                 }
+            };
+            match filter {
+                Some(f) => view.segment.matching(f).iter().for_each(&mut consider),
+                None => (0..ids.len() as u32).for_each(&mut consider),
             }
         }
         let more = live.len() > limit;
@@ -308,6 +330,36 @@ impl ShardReader {
         }
         live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         (live, more)
+    }
+
+    /// Live rows matching `filter`: the matching rows of every segment that are neither
+    /// tombstoned nor decided by the tail, plus the tail's matching live rows.
+    pub fn count(state: &ShardState, filter: &Filter) -> u64 {
+        let tail = state
+            .tail
+            .latest
+            .values()
+            .filter(|n| match n {
+                Newest::Upsert { flat } => filter.matches(state.tail.row(*flat).attributes.as_ref()),
+                Newest::Deleted => false,
+            })
+            .count() as u64;
+        let segments: u64 = state
+            .segments
+            .iter()
+            .map(|view| {
+                let mut rows = view.segment.matching(filter);
+                rows -= view.tombstones.as_ref();
+                let masked = state
+                    .tail
+                    .latest
+                    .keys()
+                    .filter(|id| view.segment.ids.find(id).is_some_and(|r| rows.contains(r)))
+                    .count() as u64;
+                rows.len() - masked
+            })
+            .sum();
+        tail + segments
     }
 
     /// Live rows: segment rows not tombstoned, adjusted for ids the tail decides.

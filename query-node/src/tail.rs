@@ -12,6 +12,7 @@ use std::sync::Arc;
 use strata_index::{self as index, Candidate};
 use strata_storage::segment::{prepare_query, space_of};
 use strata_storage::wal::{WalEntry, WalOp};
+use strata_types::filter::Filter;
 use strata_types::{Metric, Row, RowId};
 
 /// Where the newest op of an id lives.
@@ -89,12 +90,15 @@ impl Tail {
         self.latest.contains_key(id)
     }
 
-    pub fn search(&self, query: &[f32], k: usize) -> Vec<Candidate> {
+    /// Exact top-`k` of the live rows (matching `filter`, if any).
+    pub fn search(&self, query: &[f32], k: usize, filter: Option<&Filter>) -> Vec<Candidate> {
         if self.rows.is_empty() {
             return Vec::new();
         }
         let superseded = &self.superseded;
-        index::brute_force(&self.vectors, self.dim, space_of(self.metric), query, k, &|r| superseded[r as usize])
+        let skip =
+            |r: u32| superseded[r as usize] || filter.is_some_and(|f| !f.matches(self.row(r).attributes.as_ref()));
+        index::brute_force(&self.vectors, self.dim, space_of(self.metric), query, k, &skip)
     }
 
     /// Rows a search scans (superseded ones included: they are skipped, not removed).

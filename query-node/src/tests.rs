@@ -40,6 +40,7 @@ fn collection(name: &str, shards: u32) -> NewCollection {
         shards,
         replication: 1,
         hnsw: HnswParams::default(),
+        attributes: Default::default(),
     }
 }
 
@@ -79,7 +80,10 @@ async fn strong_reads_probe_storage_without_heads_and_follow_published_heads() {
     wal::put_entry(deps.store.as_ref(), &shard, &upsert(4, 40, 0.1)).await.unwrap();
     deps.coord.publish_head(&shard_key(&def.id, 0), Head { wal_seq: 4, manifest_version: 0 }).await.unwrap();
     assert_eq!(ids(&node.search("c", search(0.0)).await.unwrap())[0], RowId::Int(40));
-    assert_eq!(node.get("c", &[RowId::Int(40)], false, false).await.unwrap().len(), 1);
+    assert_eq!(
+        node.get("c", serde_json::from_value(serde_json::json!({"ids": [40]})).unwrap()).await.unwrap().len(),
+        1
+    );
 }
 
 /// Over several shards, only the merged top-k rows are materialised, after the merge: the
@@ -150,6 +154,7 @@ async fn a_query_node_starting_after_gc_of_the_first_manifests_serves_the_newest
             min_seq: 1,
             max_seq: 1,
             has_graph: false,
+            has_attr_index: false,
             tombstone: None,
             level: 0,
         };

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use strata_deps::{Deps, Resolver};
-use strata_rpc::{Hit, ShardGet, ShardReads, ShardRow, ShardScan, ShardSearch, ShardStats};
-use strata_types::{Result, RowId};
+use strata_rpc::{
+    Hit, ShardCount, ShardGet, ShardReads, ShardRow, ShardScan, ShardScanRequest, ShardSearch, ShardStats,
+};
+use strata_types::Result;
 
 use crate::QueryConfig;
 use crate::host::ShardHost;
@@ -44,17 +46,20 @@ impl ShardReads for WireReads {
         Box::pin(async move { self.host.describe(&collection_id, shard).await })
     }
 
-    fn scan_shard(
-        &self,
-        collection_id: &str,
-        shard: u32,
-        after: Option<RowId>,
-        limit: u32,
-    ) -> BoxFuture<'_, Result<ShardScan>> {
+    fn scan_shard(&self, collection_id: &str, shard: u32, req: ShardScanRequest) -> BoxFuture<'_, Result<ShardScan>> {
         let collection_id = collection_id.to_owned();
         Box::pin(async move {
-            validate::scan(after.as_ref(), limit)?;
-            self.host.scan(&collection_id, shard, after, limit).await
+            validate::scan(req.after.as_ref(), req.limit)?;
+            self.host.scan(&collection_id, shard, req).await
+        })
+    }
+
+    fn count_shard(&self, collection_id: &str, shard: u32, req: ShardCount) -> BoxFuture<'_, Result<u64>> {
+        let collection_id = collection_id.to_owned();
+        Box::pin(async move {
+            let def = self.resolver.by_id(&self.deps, &collection_id).await?;
+            validate::shard(&def, shard)?;
+            self.host.count(&collection_id, shard, req).await
         })
     }
 }

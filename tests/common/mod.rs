@@ -18,15 +18,27 @@ pub struct TestServer {
 /// Starts a standalone server on a fresh data directory. `tune` adjusts the config.
 pub async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
-    config.cache.memory_bytes = 64 << 20;
-    config.cache.disk_bytes = 64 << 20;
-    tune(&mut config);
-    let server = Standalone::start(config).await.unwrap();
+    let server = Standalone::start(config_for(dir.path(), tune)).await.unwrap();
     TestServer { server, dir }
 }
 
+fn config_for(data_dir: &std::path::Path, tune: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config { data_dir: data_dir.to_path_buf(), ..Default::default() };
+    config.cache.memory_bytes = 64 << 20;
+    config.cache.disk_bytes = 64 << 20;
+    tune(&mut config);
+    config
+}
+
 impl TestServer {
+    /// Stops the server and starts a new one on the same data directory.
+    pub async fn restart(self, tune: impl FnOnce(&mut Config)) -> TestServer {
+        let TestServer { server, dir } = self;
+        server.stop().await;
+        let server = Standalone::start(config_for(dir.path(), tune)).await.unwrap();
+        TestServer { server, dir }
+    }
+
     /// Sends a request; returns the status and the JSON body (Null if empty/not JSON).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let builder = Request::builder().method(method).uri(path);

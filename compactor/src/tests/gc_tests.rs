@@ -54,13 +54,14 @@ async fn objects_no_retained_manifest_references_are_deleted_once_old() {
 
     h.clock.advance(2 * grace);
     let gc = compactor.gc_shard(&def, 0).await.unwrap();
-    // A and B (2 files each, no graph), the orphan (2), A's tombstone, WAL 1-2, manifests 1-2.
-    assert_eq!((gc.objects_deleted, gc.manifests_deleted, gc.wal_entries_deleted), (11, 2, 2));
+    // A and B (3 files each: ids, rows, attribute index; no graph), the orphan (3), A's
+    // tombstone, WAL 1-2, manifests 1-2.
+    assert_eq!((gc.objects_deleted, gc.manifests_deleted, gc.wal_entries_deleted), (14, 2, 2));
     assert!(gc.bytes_deleted > 0);
     assert_eq!(names(&h.paths(shard.manifest_dir().as_ref()).await), ["00000000000000000003"]);
     let segments = h.paths(shard.segments_dir().as_ref()).await;
     assert!(segments.iter().all(|p| p.contains(&output)), "only the merged segment is left: {segments:?}");
-    assert_eq!(segments.len(), 2);
+    assert_eq!(segments.len(), 3);
     assert!(!segments.iter().any(|p| p.contains(&orphan)));
     assert!(h.paths(shard.tombstones_dir().as_ref()).await.is_empty());
     assert!(h.paths(shard.wal_dir().as_ref()).await.is_empty());
@@ -105,7 +106,8 @@ async fn a_version_is_retained_while_its_successor_is_young() {
     // Once v3 is old too, v2 and its segments go; the young-then orphan is old now as well.
     h.backdate_all(2 * grace);
     let gc = compactor.gc_shard(&def, 0).await.unwrap();
-    assert_eq!((gc.objects_deleted, gc.manifests_deleted), (7, 1));
+    // v2's two segments (3 files each), manifest 2 and the orphan (3 files).
+    assert_eq!((gc.objects_deleted, gc.manifests_deleted), (10, 1));
     let segments = h.paths(shard.segments_dir().as_ref()).await;
     assert!(segments.iter().all(|p| p.contains(report.output.as_ref().unwrap())), "{segments:?}");
     assert_eq!(h.live(&def, 0).await, model);

@@ -126,6 +126,7 @@ impl Harness {
             shards,
             replication: 1,
             hnsw: HnswParams::default(),
+            attributes: Default::default(),
         };
         catalog::create(self.store(), &new, self.clock.now_ms(), self.deps.rng.next_u32()).await.unwrap()
     }
@@ -254,6 +255,7 @@ pub(crate) async fn flush(deps: &Deps, def: &CollectionDef, shard: u32, ops: Vec
             min_seq: seq,
             max_seq: seq,
             has_graph: built.graph.is_some(),
+            has_attr_index: true,
             tombstone: None,
             level: 0,
         });

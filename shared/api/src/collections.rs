@@ -1,8 +1,11 @@
 //! Collections in the REST API: create, drop, list, describe.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use strata_types::filter::AttrType;
 use strata_types::{CollectionDef, HnswParams, Metric};
 
 /// A collection as the API shows it.
@@ -17,6 +20,10 @@ pub struct CollectionInfo {
     pub replication: u32,
     pub hnsw: HnswParams,
     pub created_at_ms: u64,
+    /// The type of every attribute: declared at creation or taken from the first value
+    /// written.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttrType>,
 }
 
 impl From<&CollectionDef> for CollectionInfo {
@@ -30,6 +37,7 @@ impl From<&CollectionDef> for CollectionInfo {
             replication: d.replication,
             hnsw: d.hnsw,
             created_at_ms: d.created_at_ms,
+            attributes: d.attributes.clone(),
         }
     }
 }
@@ -51,6 +59,11 @@ pub struct CreateCollectionRequest {
     pub replication: u32,
     #[serde(default)]
     pub hnsw: HnswParams,
+    /// Attribute types to fix up front (`bool`, `int`, `float`, `string`, `string[]`),
+    /// e.g. `{"price": "float"}` so that `10` and `10.5` are both accepted. Attributes not
+    /// declared take the type of the first value written. Optional.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttrType>,
 }
 
 fn one() -> u32 {

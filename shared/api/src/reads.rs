@@ -36,6 +36,12 @@ pub struct SearchRequest {
     pub include_vector: bool,
     #[serde(default)]
     pub include_attributes: bool,
+    /// Only rows whose attributes match this filter (see the README's "Filters"), e.g.
+    /// `{"lang": "en", "year": {"$gte": 2020}}`. Applied inside the index search, so
+    /// `top_k` results come back whenever that many rows match.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 fn default_top_k() -> usize {
@@ -80,6 +86,10 @@ pub struct GetRequest {
     pub include_vector: bool,
     #[serde(default)]
     pub include_attributes: bool,
+    /// Only those of the rows that match this filter.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -99,6 +109,10 @@ pub struct ScanRequest {
     /// Rows per page, 1..=10,000. Default 1,000.
     #[serde(default = "default_scan_limit")]
     pub limit: u32,
+    /// Only rows matching this filter.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 fn default_scan_limit() -> u32 {
@@ -121,4 +135,64 @@ pub struct ScanResponse {
     pub rows: Vec<ScanRow>,
     /// Pass as `after` for the next page; null when the shard has no more rows.
     pub next_after: Option<RowId>,
+}
+
+/// Body of `POST /v1/collections/{name}/query`: rows matching a filter, across every
+/// shard, paged with a cursor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// Only rows matching this filter; absent: every row.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// Rows per page, 1..=10,000. Default 100.
+    #[serde(default = "default_query_limit")]
+    pub limit: u32,
+    /// The previous page's `next_cursor`; absent for the first page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub include_vector: bool,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub include_attributes: bool,
+}
+
+fn default_query_limit() -> u32 {
+    100
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueryResponse {
+    /// Matching rows, shard by shard, each shard's in id order.
+    pub rows: Vec<ResultRow>,
+    /// Pass as `cursor` for the next page; absent after the last page. Each page is
+    /// strongly consistent; rows changed between pages are seen as of each page's read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /v1/collections/{name}/count`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CountRequest {
+    /// Count only rows matching this filter; absent: every row.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    #[serde(default)]
+    pub consistency: Consistency,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CountResponse {
+    pub count: u64,
+    /// True when some shards could not be counted; `count` is then of the others.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }

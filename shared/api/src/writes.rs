@@ -40,17 +40,47 @@ pub struct UpsertResponse {
     pub upserted: usize,
 }
 
-/// Body of `POST /v1/collections/{name}/delete`.
+/// Body of `POST /v1/collections/{name}/delete`: `ids` or `filter`, not both.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRequest {
     /// Ids to delete; unknown ids are ignored.
-    pub ids: Vec<RowId>,
+    #[serde(default)]
+    pub ids: Option<Vec<RowId>>,
+    /// Delete every row matching this filter at the time of the request (rows written
+    /// after it are kept, even if they match).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeleteResponse {
+    /// By ids: the ids given. By filter: the rows that matched and were deleted.
     pub deleted: usize,
+}
+
+/// Body of `POST /v1/collections/{name}/update`: changes attributes of existing rows
+/// without resending their vectors. `ids` or `filter`, not both.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// Rows to update; ids that do not exist are skipped.
+    #[serde(default)]
+    pub ids: Option<Vec<RowId>>,
+    /// Update every row matching this filter at the time of the request.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// Attributes to set; a `null` value removes the attribute. Others are kept.
+    #[schema(value_type = Object)]
+    pub attributes: Attributes,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UpdateResponse {
+    /// Rows found and durably updated.
+    pub updated: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

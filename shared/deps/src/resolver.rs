@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use strata_coord::Head;
+use strata_storage::attr_types::AttrTypes;
 use strata_storage::catalog::{self, CatalogState};
+use strata_types::filter::Filter;
 use strata_types::{CollectionDef, Error, Result};
 
 use crate::Deps;
@@ -21,6 +23,8 @@ use crate::Deps;
 pub struct Resolver {
     names: Mutex<HashMap<String, (u64, Arc<CollectionDef>)>>,
     ids: Mutex<HashMap<String, Arc<CollectionDef>>>,
+    /// Attribute types per incarnation id.
+    types: Mutex<HashMap<String, Arc<AttrTypes>>>,
 }
 
 impl Resolver {
@@ -59,6 +63,37 @@ impl Resolver {
         let def = Arc::new(catalog::read_definition(deps.store.as_ref(), collection_id).await?);
         lock(&self.ids).insert(collection_id.to_owned(), def.clone());
         Ok(def)
+    }
+}
+
+impl Resolver {
+    /// Parses and type-checks a request's filter against the collection's attribute
+    /// types (listed again, at most once a second, when the filter names a key this node
+    /// has not seen). `None` for no filter or one that matches every row (`{}`).
+    pub async fn filter(
+        &self,
+        deps: &Deps,
+        def: &CollectionDef,
+        filter: Option<&serde_json::Value>,
+    ) -> Result<Option<Arc<Filter>>> {
+        let Some(value) = filter else { return Ok(None) };
+        let filter = Filter::parse(value)?;
+        if filter.matches_everything() {
+            return Ok(None);
+        }
+        let types = self.attr_types(deps, def);
+        let keys: Vec<&str> = filter.keys().into_iter().collect();
+        types.learn_keys(&keys, deps.clock.now()).await?;
+        filter.check_types(&|key| types.get(key))?;
+        Ok(Some(Arc::new(filter)))
+    }
+
+    /// The attribute types of a collection incarnation, as this node knows them.
+    pub fn attr_types(&self, deps: &Deps, def: &CollectionDef) -> Arc<AttrTypes> {
+        lock(&self.types)
+            .entry(def.id.clone())
+            .or_insert_with(|| Arc::new(AttrTypes::new(deps.store.clone(), def)))
+            .clone()
     }
 }
 

@@ -7,7 +7,8 @@
 //! Flow: [`Graph::build`] (our parallel HNSW construction, `native.rs`, then layer-0
 //! connectivity repair, `connect.rs`; the tests' hnsw_rs reference, `reference.rs`,
 //! produces the same layout) →
-//! [`Graph::encode`] / [`Graph::decode`] (`codec.rs`) → [`Graph::search`] (`search.rs`).
+//! [`Graph::encode`] / [`Graph::decode`] (`codec.rs`) → [`Graph::search`] and
+//! [`Graph::search_filtered`] (`search.rs`, `filtered.rs`).
 //!
 //! Invariants (established by `build`, re-checked by `decode`, relied upon by `search`
 //! to index without bounds surprises):
@@ -24,6 +25,7 @@
 use std::fmt;
 
 use super::Space;
+use super::filtered::{self, FilteredWalk};
 use super::level0::Level0;
 use super::search::{self, Candidate};
 
@@ -235,6 +237,31 @@ impl Graph {
         is_deleted: &dyn Fn(u32) -> bool,
     ) -> Vec<Candidate> {
         search::search_graph(self, vectors, dim, space, query, k, ef, is_deleted)
+    }
+
+    /// Top-k rows with `passes(row) && !is_deleted(row)`, ascending distance (ties by
+    /// row): [`Graph::search`] restricted to the rows an attribute filter matches.
+    ///
+    /// Upper layers route unfiltered; `walk` says how layer 0 treats failing rows (see
+    /// [`FilteredWalk`]). Deleted rows keep their [`Graph::search`] meaning: traversed,
+    /// never returned. When fewer than `k` rows pass, the walk visits every reachable
+    /// row and returns all of them that are not deleted. For a filter that matches only
+    /// a few rows, scanning them with [`brute_force_rows`](crate::brute_force_rows) is
+    /// cheaper and exact. Shapes as in [`Graph::search`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn search_filtered(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        space: Space,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        is_deleted: &dyn Fn(u32) -> bool,
+        passes: &dyn Fn(u32) -> bool,
+        walk: FilteredWalk,
+    ) -> Vec<Candidate> {
+        filtered::search_filtered(self, vectors, dim, space, query, k, ef, is_deleted, passes, walk)
     }
 }
 

@@ -58,6 +58,12 @@ impl Level0 {
         self.slots.len() / self.width
     }
 
+    /// Links a slot holds inline: the degree bound of all but about one row in a
+    /// thousand (`2m` for a graph built with `m`).
+    pub(super) fn slot_capacity(&self) -> usize {
+        self.width - 1
+    }
+
     /// Total number of links.
     pub(super) fn edges(&self) -> usize {
         self.edges

@@ -9,7 +9,10 @@
 //! with [`Graph::encode`],
 //! read back with [`Graph::decode`] and searched with our own best-first search
 //! ([`Graph::search`]), again given the vectors by the caller. Small segments and the
-//! unflushed WAL tail use [`brute_force`] instead.
+//! unflushed WAL tail use [`brute_force`] instead. A search restricted by an attribute
+//! filter either walks the graph ([`Graph::search_filtered`], two [`FilteredWalk`]s for
+//! different selectivities) or, when few rows match, scans exactly those rows
+//! ([`brute_force_rows`]).
 //!
 //! Invariants:
 //! - a row number is the vector's position in the flat slice; graph ids are row numbers;
@@ -22,6 +25,7 @@ mod build_distance;
 mod codec;
 mod connect;
 mod distance;
+mod filtered;
 mod graph;
 mod huge_pages;
 mod level0;
@@ -31,9 +35,12 @@ mod reference;
 mod search;
 
 #[cfg(test)]
+mod filtered_tests;
+#[cfg(test)]
 mod tests;
 
 pub use distance::{dot, l2_squared, normalize};
+pub use filtered::{FilteredWalk, brute_force_rows};
 pub use graph::{Graph, GraphParams, NativeParams};
 pub use huge_pages::advise as advise_huge_pages;
 pub use search::{Candidate, brute_force};

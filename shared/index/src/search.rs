@@ -13,18 +13,25 @@
 //! graph connected) but never enters the result heap, and the beam only stops early
 //! once that heap is full, so deleted rows never use up top-k slots.
 //!
+//! Which rows an expansion scores and which scored rows may become results is the
+//! layer-0 [`Walk`]'s decision: [`Every`] here (score every unvisited neighbour, keep
+//! tombstones out), the filtered two-hop walk in `filtered.rs`. The beam is generic over
+//! it, so each walk compiles to its own loop with nothing decided per neighbour.
+//!
 //! Invariants: no allocation per visited node (the visited set is a thread-local,
-//! generation-stamped `Vec<u16>`, the two heaps and the neighbour batch are allocated
-//! once per query); ordering
+//! generation-stamped `Vec<u16>`, the two heaps and the expansion scratch are
+//! allocated once per query); ordering
 //! is total (`f32::total_cmp`, ties broken by row) so results are deterministic and a
 //! NaN can never panic a comparison.
 
+#[cfg(test)]
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use super::Space;
-use super::distance::{kernels, prefetch};
+use super::distance::prefetch;
 use super::graph::Graph;
 use super::level0::Level0;
 
@@ -69,32 +76,49 @@ impl From<Scored> for Candidate {
 
 /// A space's distance with the CPU kernel already resolved. Generic code over this
 /// trait is monomorphised per space, leaving one indirect call per distance.
-trait Metric: Copy {
+pub(crate) trait Metric: Copy {
     fn eval(self, a: &[f32], b: &[f32]) -> f32;
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Distances computed by search and brute force on this thread (tests only: the
+    /// filtered tests compare how much work the walks do).
+    pub(crate) static DISTANCES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts one query-time distance (tests only; compiles to nothing otherwise).
+#[inline(always)]
+fn count_distance() {
+    #[cfg(test)]
+    DISTANCES.with(|d| d.set(d.get() + 1));
+}
+
 #[derive(Clone, Copy)]
-struct L2Metric(fn(&[f32], &[f32]) -> f32);
+pub(crate) struct L2Metric(pub(crate) fn(&[f32], &[f32]) -> f32);
 #[derive(Clone, Copy)]
-struct CosineMetric(fn(&[f32], &[f32]) -> f32);
+pub(crate) struct CosineMetric(pub(crate) fn(&[f32], &[f32]) -> f32);
 #[derive(Clone, Copy)]
-struct DotMetric(fn(&[f32], &[f32]) -> f32);
+pub(crate) struct DotMetric(pub(crate) fn(&[f32], &[f32]) -> f32);
 
 impl Metric for L2Metric {
     #[inline(always)]
     fn eval(self, a: &[f32], b: &[f32]) -> f32 {
+        count_distance();
         (self.0)(a, b)
     }
 }
 impl Metric for CosineMetric {
     #[inline(always)]
     fn eval(self, a: &[f32], b: &[f32]) -> f32 {
+        count_distance();
         1.0 - (self.0)(a, b)
     }
 }
 impl Metric for DotMetric {
     #[inline(always)]
     fn eval(self, a: &[f32], b: &[f32]) -> f32 {
+        count_distance();
         -(self.0)(a, b)
     }
 }
@@ -103,23 +127,24 @@ impl Metric for DotMetric {
 /// [`Space::distance`]; the unit tests check that it does.
 macro_rules! with_metric {
     ($space:expr, |$m:ident| $body:expr) => {{
-        let k = kernels();
+        let k = $crate::distance::kernels();
         match $space {
             Space::L2 => {
-                let $m = L2Metric(k.l2_squared);
+                let $m = $crate::search::L2Metric(k.l2_squared);
                 $body
             }
             Space::Cosine => {
-                let $m = CosineMetric(k.dot);
+                let $m = $crate::search::CosineMetric(k.dot);
                 $body
             }
             Space::Dot => {
-                let $m = DotMetric(k.dot);
+                let $m = $crate::search::DotMetric(k.dot);
                 $body
             }
         }
     }};
 }
+pub(crate) use with_metric;
 
 /// Exact search over all rows (used for small segments and the unflushed WAL tail).
 /// Returns up to `k` non-deleted rows sorted by ascending distance (ties by row).
@@ -205,6 +230,12 @@ impl Visited {
         fresh
     }
 
+    /// Whether `row` is visited in this query (without marking it).
+    #[inline]
+    pub(crate) fn contains(&self, row: u32) -> bool {
+        self.marks[row as usize] == self.generation
+    }
+
     /// Starts loading `row`'s mark (a hint only: changes nothing, ignores rows out of range).
     #[inline(always)]
     pub(crate) fn prefetch(&self, row: u32) {
@@ -229,6 +260,23 @@ pub(super) fn search_graph(
     ef: usize,
     is_deleted: &dyn Fn(u32) -> bool,
 ) -> Vec<Candidate> {
+    search_with(graph, vectors, dim, space, query, k, ef, is_deleted, Every)
+}
+
+/// Checks the shapes, picks the metric and the visited set, and runs `walk` on layer 0.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn search_with<W: Walk>(
+    graph: &Graph,
+    vectors: &[f32],
+    dim: usize,
+    space: Space,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    is_deleted: &dyn Fn(u32) -> bool,
+    walk: W,
+) -> Vec<Candidate> {
     let n = graph.n as usize;
     let shapes_match = dim > 0 && query.len() == dim && Some(vectors.len()) == n.checked_mul(dim);
     debug_assert!(
@@ -242,69 +290,73 @@ pub(super) fn search_graph(
     }
     let beam = Beam { graph, vectors, dim, query, ef: ef.max(k), is_deleted };
     let mut best = VISITED.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut visited) => with_metric!(space, |m| beam.run(m, &mut visited)),
-        // Re-entered from inside `is_deleted` on this thread: use a private set.
-        Err(_) => with_metric!(space, |m| beam.run(m, &mut Visited::new())),
+        Ok(mut visited) => with_metric!(space, |m| beam.run(m, &mut visited, walk)),
+        // Re-entered from inside a callback on this thread: use a private set.
+        Err(_) => with_metric!(space, |m| beam.run(m, &mut Visited::new(), walk)),
     });
     best.truncate(k);
     best.into_iter().map(Candidate::from).collect()
 }
 
 /// The inputs of one graph query.
-struct Beam<'a> {
+pub(super) struct Beam<'a> {
     graph: &'a Graph,
     vectors: &'a [f32],
     dim: usize,
     query: &'a [f32],
     ef: usize,
-    is_deleted: &'a dyn Fn(u32) -> bool,
+    pub(super) is_deleted: &'a dyn Fn(u32) -> bool,
 }
 
 impl Beam<'_> {
     #[inline(always)]
-    fn vector(&self, row: u32) -> &[f32] {
+    pub(super) fn vector(&self, row: u32) -> &[f32] {
         let start = row as usize * self.dim;
         &self.vectors[start..start + self.dim]
     }
 
-    /// Returns up to `ef` non-deleted rows, ascending.
-    fn run<M: Metric>(&self, m: M, visited: &mut Visited) -> Vec<Scored> {
+    /// Returns up to `ef` rows `walk` admits, ascending.
+    fn run<M: Metric, W: Walk>(&self, m: M, visited: &mut Visited, walk: W) -> Vec<Scored> {
         let graph = self.graph;
         let entry = Scored { dist: m.eval(self.query, self.vector(graph.entry)), row: graph.entry };
         let mut heaps = Heaps::with_capacity(self.ef);
         let mut seeds = vec![entry];
-        // Upper layers only route: a beam of one is the classic greedy descent, and
-        // tombstoned rows are valid stepping stones.
+        // Upper layers only route, whatever the filter: a beam of one is the classic
+        // greedy descent, and tombstoned or failing rows are valid stepping stones.
         for layer_graph in graph.upper.iter().rev() {
             let layer = Layer { ef: 1, filter: false, look_ahead: None };
-            seeds = self.layer(m, visited, &mut heaps, &seeds, layer, |row| layer_graph.neighbours_of(row));
+            seeds = self.layer(m, visited, &mut heaps, &seeds, layer, Every, |row| layer_graph.neighbours_of(row));
         }
         // Layer 0 looks ahead: its slots are found without a load, and it does nearly
         // all the expansions.
         let layer = Layer { ef: self.ef, filter: true, look_ahead: Some(&graph.base) };
-        self.layer(m, visited, &mut heaps, &seeds, layer, |row| graph.base.neighbours(row as usize))
+        self.layer(m, visited, &mut heaps, &seeds, layer, walk, |row| graph.base.neighbours(row as usize))
     }
 
-    /// Best-first search of one layer from `seeds`, keeping the `ef` best rows
-    /// (non-deleted ones only when `filter`), returned ascending.
+    /// Best-first search of one layer from `seeds`, keeping the `ef` best rows (only
+    /// those `walk` admits when `filter`), returned ascending.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn layer<'g, M: Metric>(
+    fn layer<'g, M: Metric, W: Walk>(
         &self,
         m: M,
         visited: &mut Visited,
         heaps: &mut Heaps,
         seeds: &[Scored],
         Layer { ef, filter, look_ahead }: Layer<'_>,
+        walk: W,
         neighbours: impl Fn(u32) -> &'g [u32],
     ) -> Vec<Scored> {
-        let Heaps { candidates, results, batch } = heaps;
+        let Heaps { candidates, results, batch, bridges } = heaps;
         candidates.clear();
         results.clear();
         visited.start(self.graph.n as usize);
         for &s in seeds {
+            // A seed is expanded even when it may not be a result (deleted, or failing
+            // the filter): it is where the upper layers say the query's region is.
             visited.insert(s.row);
             candidates.push(Reverse(s));
-            if !(filter && (self.is_deleted)(s.row)) {
+            if !filter || walk.admits(self, s.row) {
                 results.push(s);
             }
         }
@@ -333,20 +385,15 @@ impl Beam<'_> {
             {
                 prefetch(level0.slot(next.row as usize));
             }
-            // ...and every unvisited neighbour's vector, so their misses overlap.
+            // ...and the vector of every row to score, so their misses overlap.
             batch.clear();
-            for &nb in list {
-                if visited.insert(nb) {
-                    prefetch(self.vector(nb));
-                    batch.push(nb);
-                }
-            }
+            walk.gather(self, visited, list, batch, bridges, results.len() < ef);
             for &nb in batch.iter() {
                 let d = m.eval(self.query, self.vector(nb));
                 if results.len() < ef || d < bound {
                     let s = Scored { dist: d, row: nb };
                     candidates.push(Reverse(s));
-                    if !(filter && (self.is_deleted)(nb)) {
+                    if !filter || walk.admits(self, nb) {
                         results.push(s);
                         if results.len() > ef {
                             results.pop();
@@ -363,25 +410,80 @@ impl Beam<'_> {
     }
 }
 
+/// How layer 0 picks the rows an expansion scores and which scored rows may become
+/// results. Implementations are small `Copy` values and every method is inlined, so
+/// [`Beam::layer`] is compiled once per walk with no per-neighbour dispatch.
+pub(super) trait Walk: Copy {
+    /// Whether the scored `row` may enter the results (asked on layer 0 only).
+    fn admits(self, beam: &Beam<'_>, row: u32) -> bool;
+
+    /// Appends to `batch` the rows to score for an expansion whose row has the
+    /// neighbours `list`: marks each visited and prefetches its vector. `bridges` is
+    /// scratch space; `hungry` says the result heap is not yet full.
+    fn gather(
+        self,
+        beam: &Beam<'_>,
+        visited: &mut Visited,
+        list: &[u32],
+        batch: &mut Vec<u32>,
+        bridges: &mut Vec<u32>,
+        hungry: bool,
+    );
+}
+
+/// The unfiltered walk (also `FilteredWalk::Plain`, whose callback folds the filter
+/// into `is_deleted`): every unvisited neighbour is scored, tombstones are never results.
+#[derive(Clone, Copy)]
+struct Every;
+
+impl Walk for Every {
+    #[inline(always)]
+    fn admits(self, beam: &Beam<'_>, row: u32) -> bool {
+        !(beam.is_deleted)(row)
+    }
+
+    #[inline(always)]
+    fn gather(
+        self,
+        beam: &Beam<'_>,
+        visited: &mut Visited,
+        list: &[u32],
+        batch: &mut Vec<u32>,
+        _: &mut Vec<u32>,
+        _: bool,
+    ) {
+        for &nb in list {
+            if visited.insert(nb) {
+                prefetch(beam.vector(nb));
+                batch.push(nb);
+            }
+        }
+    }
+}
+
 /// How one layer is searched.
 #[derive(Clone, Copy)]
 struct Layer<'g> {
     /// Rows kept.
     ef: usize,
-    /// Keep tombstoned rows out of the result (layer 0 only: upper layers only route).
+    /// Keep rows the walk does not admit out of the result (layer 0 only: upper layers
+    /// only route).
     filter: bool,
     /// Prefetch the next candidate's layer-0 slot while expanding the current one.
     look_ahead: Option<&'g Level0>,
 }
 
-/// The two heaps of a layer search, reused across the layers of one query.
+/// The two heaps of a layer search and the expansion scratch, reused across the layers
+/// of one query.
 struct Heaps {
     /// Rows still to expand, closest first.
     candidates: BinaryHeap<Reverse<Scored>>,
     /// Best rows found so far, worst on top.
     results: BinaryHeap<Scored>,
-    /// Unvisited neighbours of the row being expanded.
+    /// Rows the current expansion scores.
     batch: Vec<u32>,
+    /// Failing neighbours the current two-hop expansion crosses.
+    bridges: Vec<u32>,
 }
 
 impl Heaps {
@@ -390,6 +492,7 @@ impl Heaps {
             candidates: BinaryHeap::with_capacity(2 * ef),
             results: BinaryHeap::with_capacity(ef + 1),
             batch: Vec::new(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -447,7 +550,9 @@ mod tests {
         v.start(4);
         v.prefetch(1);
         v.prefetch(u32::MAX); // out of range: ignored, no panic
+        assert!(!v.contains(1), "a prefetch must not mark a row");
         assert!(v.insert(1), "a prefetch must not mark a row");
+        assert!(v.contains(1));
         prefetch::<u32>(&[]);
     }
 }

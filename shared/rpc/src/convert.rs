@@ -2,9 +2,12 @@
 //! Forwarded write operations travel in the WAL's own encoding, so there is exactly one
 //! binary form of a row; everything decoded from the wire is validated like user input.
 
-use super::{Hit, ShardGet, ShardRow, ShardSearch, ShardStats};
+use super::{Hit, Mutation, Selector, ShardGet, ShardRow, ShardSearch, ShardStats};
 use crate::pb;
+use std::sync::Arc;
 use strata_storage::wal::{WalEntry, WalOp};
+
+use strata_types::filter::Filter;
 use strata_types::{Attributes, RowId};
 use strata_types::{Error, Result};
 
@@ -38,10 +41,11 @@ pub(crate) fn search_request(collection_id: &str, shard: u32, req: ShardSearch) 
         eventual: req.eventual,
         include_vector: req.include_vector,
         include_attributes: req.include_attributes,
+        filter_json: filter_to_pb(req.filter.as_deref()),
     }
 }
 
-pub(crate) fn search_from_pb(msg: pb::SearchShardRequest) -> (Option<pb::ShardRef>, ShardSearch) {
+pub(crate) fn search_from_pb(msg: pb::SearchShardRequest) -> Result<(Option<pb::ShardRef>, ShardSearch)> {
     let req = ShardSearch {
         vector: msg.vector.into(),
         top_k: msg.top_k,
@@ -49,8 +53,24 @@ pub(crate) fn search_from_pb(msg: pb::SearchShardRequest) -> (Option<pb::ShardRe
         eventual: msg.eventual,
         include_vector: msg.include_vector,
         include_attributes: msg.include_attributes,
+        filter: filter_from_pb(&msg.filter_json)?,
     };
-    (msg.shard, req)
+    Ok((msg.shard, req))
+}
+
+/// A filter's wire form: its JSON text, empty for none.
+pub(crate) fn filter_to_pb(filter: Option<&Filter>) -> String {
+    filter.map(|f| f.to_json().to_string()).unwrap_or_default()
+}
+
+/// Parses a filter from the wire (input like any other: a bad one is `Invalid`).
+pub(crate) fn filter_from_pb(json: &str) -> Result<Option<Arc<Filter>>> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| Error::invalid(format!("filter is not JSON: {e}")))?;
+    Ok(Some(Arc::new(Filter::parse(&value)?)))
 }
 
 pub(crate) fn get_request(collection_id: &str, shard: u32, req: ShardGet) -> pb::GetRowsRequest {
@@ -151,6 +171,41 @@ pub(crate) fn write_request(collection: &str, collection_id: &str, shard: u32, o
         shard,
         ops: carrier.encode().to_vec(),
     }
+}
+
+pub(crate) fn mutate_request(collection: &str, collection_id: &str, shard: u32, m: &Mutation) -> pb::MutateRequest {
+    let (delete, selector, patch) = match m {
+        Mutation::Delete(selector) => (true, selector, String::new()),
+        Mutation::Update { selector, patch } => (false, selector, serde_json::Value::Object(patch.clone()).to_string()),
+    };
+    let (filter_json, ids) = match selector {
+        Selector::Ids(ids) => (String::new(), ids.iter().cloned().map(id_to_pb).collect()),
+        Selector::Filter(filter) => (filter_to_pb(Some(filter)), Vec::new()),
+    };
+    pb::MutateRequest {
+        collection: collection.to_owned(),
+        collection_id: collection_id.to_owned(),
+        shard,
+        delete,
+        filter_json,
+        ids,
+        patch_json: patch,
+    }
+}
+
+pub(crate) fn mutation_from_pb(msg: &pb::MutateRequest) -> Result<Mutation> {
+    let selector = match filter_from_pb(&msg.filter_json)? {
+        Some(filter) => Selector::Filter(filter),
+        None => Selector::Ids(msg.ids.iter().cloned().map(|id| id_from_pb(Some(id))).collect::<Result<_>>()?),
+    };
+    if msg.delete {
+        return Ok(Mutation::Delete(selector));
+    }
+    let patch = match serde_json::from_str(&msg.patch_json) {
+        Ok(serde_json::Value::Object(patch)) => patch,
+        _ => return Err(Error::invalid("the attribute patch is not a JSON object")),
+    };
+    Ok(Mutation::Update { selector, patch })
 }
 
 pub(crate) fn ops_from_pb(bytes: &[u8]) -> Result<Vec<WalOp>> {

@@ -19,6 +19,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::pb::node_client::NodeClient;
 use strata_storage::wal::WalOp;
+use strata_types::filter::Filter;
 use strata_types::{Attributes, RowId};
 use strata_types::{Error, ErrorKind, Result};
 
@@ -47,6 +48,27 @@ pub struct ShardSearch {
     /// rows for the merged top-k afterwards, so no shard builds rows the merge throws away.
     pub include_vector: bool,
     pub include_attributes: bool,
+    /// Only rows matching this attribute filter (checked by the router).
+    pub filter: Option<Arc<Filter>>,
+}
+
+/// A page of one shard's live rows in id order.
+#[derive(Clone, Debug)]
+pub struct ShardScanRequest {
+    /// Rows with ids strictly after this one; `None`: from the first.
+    pub after: Option<RowId>,
+    pub limit: u32,
+    /// Only rows matching this filter.
+    pub filter: Option<Arc<Filter>>,
+    /// Rows carry their vectors (attributes always).
+    pub include_vector: bool,
+}
+
+/// How many live rows of one shard match a filter.
+#[derive(Clone, Debug)]
+pub struct ShardCount {
+    pub filter: Option<Arc<Filter>>,
+    pub eventual: bool,
 }
 
 /// A search hit, the one type a result is carried in from a shard through the merge to
@@ -112,13 +134,27 @@ pub trait ShardReads: Send + Sync + 'static {
     fn describe_shard(&self, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<ShardStats>>;
     /// Up to `limit` live rows (with vectors and attributes) with ids after `after`, in id
     /// order (`RowId`'s order: integers before strings), from a strongly consistent state.
-    fn scan_shard(
-        &self,
-        collection_id: &str,
-        shard: u32,
-        after: Option<RowId>,
-        limit: u32,
-    ) -> BoxFuture<'_, Result<ShardScan>>;
+    fn scan_shard(&self, collection_id: &str, shard: u32, req: ShardScanRequest) -> BoxFuture<'_, Result<ShardScan>>;
+    /// The number of live rows matching `req.filter`.
+    fn count_shard(&self, collection_id: &str, shard: u32, req: ShardCount) -> BoxFuture<'_, Result<u64>>;
+}
+
+/// Which rows of a shard a [`Mutation`] touches.
+#[derive(Clone, Debug)]
+pub enum Selector {
+    Ids(Vec<RowId>),
+    Filter(Arc<Filter>),
+}
+
+/// A change the writer of a shard works out against the shard's current rows: the rows
+/// are selected and the resulting operations appended in one step, so no write
+/// acknowledged in between is lost or half-applied.
+#[derive(Clone, Debug)]
+pub enum Mutation {
+    /// Delete the selected rows.
+    Delete(Selector),
+    /// Set attributes of the selected rows (a `null` value removes one), keeping vectors.
+    Update { selector: Selector, patch: Attributes },
 }
 
 /// Appends to one shard's WAL, served by the ingest node that writes it. Resolves with the
@@ -133,6 +169,14 @@ pub trait ShardWrites: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<u64>>;
     /// Resolves once everything the shard acknowledged before the call is in segments.
     fn flush_shard(&self, collection: &str, collection_id: &str, shard: u32) -> BoxFuture<'_, Result<()>>;
+    /// Applies a mutation; resolves with the number of rows it changed once durable.
+    fn mutate_shard(
+        &self,
+        collection: &str,
+        collection_id: &str,
+        shard: u32,
+        mutation: Mutation,
+    ) -> BoxFuture<'_, Result<u64>>;
 }
 
 /// Settings of node-to-node calls. Plain serde; defaults documented per field.
@@ -284,17 +328,30 @@ impl ShardReads for Remote {
         })
     }
 
-    fn scan_shard(
-        &self,
-        collection_id: &str,
-        shard: u32,
-        after: Option<RowId>,
-        limit: u32,
-    ) -> BoxFuture<'_, Result<ShardScan>> {
+    fn scan_shard(&self, collection_id: &str, shard: u32, req: ShardScanRequest) -> BoxFuture<'_, Result<ShardScan>> {
         self.scan_call(crate::pb::ScanShardRequest {
             shard: convert::shard_ref(collection_id, shard),
-            after: after.map(convert::id_to_pb),
-            limit,
+            after: req.after.map(convert::id_to_pb),
+            limit: req.limit,
+            filter_json: convert::filter_to_pb(req.filter.as_deref()),
+            omit_vector: !req.include_vector,
+        })
+    }
+
+    fn count_shard(&self, collection_id: &str, shard: u32, req: ShardCount) -> BoxFuture<'_, Result<u64>> {
+        let msg = crate::pb::CountShardRequest {
+            shard: convert::shard_ref(collection_id, shard),
+            filter_json: convert::filter_to_pb(req.filter.as_deref()),
+            eventual: req.eventual,
+        };
+        Box::pin(async move {
+            let reply = self
+                .call(|mut c| {
+                    let msg = msg.clone();
+                    async move { c.count_shard(msg).await }
+                })
+                .await?;
+            Ok(reply.count)
         })
     }
 }
@@ -333,6 +390,25 @@ impl ShardWrites for Remote {
                 })
                 .await?
                 .seq)
+        })
+    }
+
+    fn mutate_shard(
+        &self,
+        collection: &str,
+        collection_id: &str,
+        shard: u32,
+        mutation: Mutation,
+    ) -> BoxFuture<'_, Result<u64>> {
+        let msg = convert::mutate_request(collection, collection_id, shard, &mutation);
+        Box::pin(async move {
+            let reply = self
+                .call(|mut c| {
+                    let msg = msg.clone();
+                    async move { c.mutate(msg).await }
+                })
+                .await?;
+            Ok(reply.rows)
         })
     }
 

@@ -10,7 +10,7 @@ use prost::Message;
 
 use tonic::{Request, Response, Status};
 
-use super::{ShardGet, ShardReads, ShardWrites, convert, status_of};
+use super::{ShardCount, ShardGet, ShardReads, ShardScanRequest, ShardWrites, convert, status_of};
 use crate::pb;
 use crate::pb::node_server::{Node, NodeServer};
 use strata_types::{Error, Result};
@@ -85,7 +85,7 @@ impl Node for NodeService {
     ) -> Result<Response<pb::SearchShardResponse>, Status> {
         let msg = request.into_inner();
         let in_len = msg.encoded_len();
-        let (shard, req) = convert::search_from_pb(msg);
+        let (shard, req) = convert::search_from_pb(msg).map_err(|e| status_of(&e))?;
         let shard = shard_of(shard)?;
         let rows =
             self.reads()?.search_shard(&shard.collection_id, shard.shard, req).await.map_err(|e| status_of(&e))?;
@@ -132,15 +132,29 @@ impl Node for NodeService {
         let in_len = msg.encoded_len();
         let shard = shard_of(msg.shard)?;
         let after = msg.after.map(|id| convert::id_from_pb(Some(id))).transpose().map_err(|e| status_of(&e))?;
-        let scan = self
-            .reads()?
-            .scan_shard(&shard.collection_id, shard.shard, after, msg.limit)
-            .await
-            .map_err(|e| status_of(&e))?;
+        let filter = convert::filter_from_pb(&msg.filter_json).map_err(|e| status_of(&e))?;
+        let req = ShardScanRequest { after, limit: msg.limit, filter, include_vector: !msg.omit_vector };
+        let scan = self.reads()?.scan_shard(&shard.collection_id, shard.shard, req).await.map_err(|e| status_of(&e))?;
         let reply = pb::ScanShardResponse {
             rows: scan.rows.into_iter().map(convert::row_to_pb).collect(),
             next_after: scan.next_after.map(convert::id_to_pb),
         };
+        self.counters.count(in_len, &reply);
+        Ok(Response::new(reply))
+    }
+
+    async fn count_shard(
+        &self,
+        request: Request<pb::CountShardRequest>,
+    ) -> Result<Response<pb::CountShardResponse>, Status> {
+        let msg = request.into_inner();
+        let in_len = msg.encoded_len();
+        let shard = shard_of(msg.shard)?;
+        let filter = convert::filter_from_pb(&msg.filter_json).map_err(|e| status_of(&e))?;
+        let req = ShardCount { filter, eventual: msg.eventual };
+        let count =
+            self.reads()?.count_shard(&shard.collection_id, shard.shard, req).await.map_err(|e| status_of(&e))?;
+        let reply = pb::CountShardResponse { count };
         self.counters.count(in_len, &reply);
         Ok(Response::new(reply))
     }
@@ -156,6 +170,19 @@ impl Node for NodeService {
             .map_err(|e| status_of(&e))?;
         let reply = pb::WriteResponse { seq };
         self.counters.count(in_len, &reply);
+        Ok(Response::new(reply))
+    }
+
+    async fn mutate(&self, request: Request<pb::MutateRequest>) -> Result<Response<pb::MutateResponse>, Status> {
+        let msg = request.into_inner();
+        let mutation = convert::mutation_from_pb(&msg).map_err(|e| status_of(&e))?;
+        let rows = self
+            .writes()?
+            .mutate_shard(&msg.collection, &msg.collection_id, msg.shard, mutation)
+            .await
+            .map_err(|e| status_of(&e))?;
+        let reply = pb::MutateResponse { rows };
+        self.counters.count(msg.encoded_len(), &reply);
         Ok(Response::new(reply))
     }
 

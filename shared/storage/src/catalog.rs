@@ -16,7 +16,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 
 use crate::paths;
+use strata_types::filter::AttrType;
 use strata_types::{CollectionDef, HnswParams, MAX_DIMENSION, MAX_SHARDS, Metric};
+
+/// Attribute types a collection may declare at creation.
+const MAX_DECLARED_ATTRIBUTES: usize = 1024;
 use strata_types::{Error, ErrorKind, Result};
 
 /// One entry of a name's catalog chain.
@@ -44,6 +48,8 @@ pub struct NewCollection {
     pub shards: u32,
     pub replication: u32,
     pub hnsw: HnswParams,
+    /// Declared attribute types.
+    pub attributes: BTreeMap<String, AttrType>,
 }
 
 /// Collection names: 1–64 characters of `[A-Za-z0-9_-]`, starting with a letter or digit.
@@ -72,6 +78,12 @@ impl NewCollection {
         }
         if self.replication == 0 || self.replication > 8 {
             return Err(Error::invalid(format!("replication must be in 1..=8, got {}", self.replication)));
+        }
+        if self.attributes.len() > MAX_DECLARED_ATTRIBUTES {
+            return Err(Error::invalid(format!("at most {MAX_DECLARED_ATTRIBUTES} attributes may be declared")));
+        }
+        for key in self.attributes.keys() {
+            strata_types::validate_attribute_key(key)?;
         }
         self.hnsw.validate()
     }
@@ -137,6 +149,7 @@ pub async fn create(store: &dyn ObjectStore, new: &NewCollection, now_ms: u64, n
         replication: new.replication,
         hnsw: new.hnsw,
         created_at_ms: now_ms,
+        attributes: new.attributes.clone(),
     };
     put_create(store, &paths::definition(&id), serde_json::to_vec(&def).expect("serialisable")).await?;
     let entry = CatalogEntry { version, collection_id: id, state: CatalogState::Active, at_ms: now_ms };
@@ -234,6 +247,7 @@ mod tests {
             shards: 2,
             replication: 1,
             hnsw: HnswParams::default(),
+            attributes: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! Dependencies: `strata-types` (errors, model, clock) and `strata-index` (graphs built
 //! into segments); no coordination, no networking beyond the object store.
 
+pub mod attr_types;
 pub mod cache;
 pub mod catalog;
 pub mod instrumented_store;

@@ -57,6 +57,18 @@ pub fn definition(collection_id: &str) -> Path {
     Path::from(format!("collections/{collection_id}/definition"))
 }
 
+/// Prefix of the attribute types of a collection incarnation (`attr_types`).
+pub fn attribute_types_dir(collection_id: &str) -> Path {
+    Path::from(format!("collections/{collection_id}/attributes"))
+}
+
+/// The type record of one attribute. Keys are hex-encoded: they may hold any character,
+/// and object stores treat `/` and some others specially.
+pub fn attribute_type(collection_id: &str, key: &str) -> Path {
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    Path::from(format!("collections/{collection_id}/attributes/{hex}"))
+}
+
 /// Identifies one shard of one collection incarnation; formats that shard's paths.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ShardPaths {
@@ -107,8 +119,10 @@ impl ShardPaths {
 pub const IDS_FILE: &str = "ids.arrow";
 pub const ROWS_FILE: &str = "rows.arrow";
 pub const GRAPH_FILE: &str = "graph.hnsw";
+/// The attribute index (`segment::AttrIndex`); absent in segments written before it existed.
+pub const ATTRS_FILE: &str = "attrs.idx";
 /// Every file a segment may have.
-pub const SEGMENT_FILES: [&str; 3] = [IDS_FILE, ROWS_FILE, GRAPH_FILE];
+pub const SEGMENT_FILES: [&str; 4] = [IDS_FILE, ROWS_FILE, GRAPH_FILE, ATTRS_FILE];
 
 /// Segment ids sort by creation: `{max_seq:020}-{nonce:016x}` where `max_seq` is the newest
 /// WAL sequence whose rows it holds. The nonce keeps two writers (or a flush and a

@@ -4,6 +4,8 @@
 //!   retryable, internal) that callers and the HTTP edge act on without reading messages;
 //! - [`model`]: collections, rows, ids and metrics, with their validation (re-exported at
 //!   the root);
+//! - [`filter`]: the attribute filter language: parsing, the type check against a
+//!   collection's attribute types, and the reference evaluator;
 //! - [`time`]: the injected [`Clock`](time::Clock) (wall time, monotonic time, sleeping) with
 //!   a system and a manual implementation;
 //! - [`random`]: the injected, seedable [`Random`](random::Random);
@@ -13,6 +15,7 @@
 //! It depends on no other Strata crate and does no I/O.
 
 pub mod error;
+pub mod filter;
 pub mod metrics;
 pub mod model;
 pub mod random;

@@ -3,12 +3,14 @@
 //! These types appear in object storage (definitions, WAL entries) and in the REST API, so
 //! their serde form is a stable format: add fields with defaults, never rename.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
+use crate::filter::AttrType;
 
 /// Largest id string accepted, in bytes.
 pub const MAX_STRING_ID_BYTES: usize = 512;
@@ -87,8 +89,9 @@ impl fmt::Display for RowId {
     }
 }
 
-/// Optional row attributes: a JSON object whose values are scalars (string, number, bool,
-/// null). Stored as typed columns in segments so filters can be added later.
+/// Optional row attributes: a JSON object whose values are strings, numbers, booleans,
+/// arrays of strings or null (= absent). Stored as typed columns in segments; each key keeps
+/// one [`AttrType`] per collection.
 pub type Attributes = serde_json::Map<String, serde_json::Value>;
 
 /// One row: what an upsert writes, the WAL holds and a segment stores. Its REST form
@@ -182,6 +185,10 @@ pub struct CollectionDef {
     pub replication: u32,
     pub hnsw: HnswParams,
     pub created_at_ms: u64,
+    /// Attribute types declared at creation; other attributes take the type of the first
+    /// value written (see `strata_storage::attr_types`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, AttrType>,
 }
 
 impl CollectionDef {
@@ -219,15 +226,54 @@ impl CollectionDef {
 pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 128;
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 16 * 1024;
 
-/// Attributes must be scalars with sane keys.
+/// Largest number of items in a string-list attribute.
+pub const MAX_ATTRIBUTE_LIST_ITEMS: usize = 1024;
+
+/// Checks an attribute key: 1..=[`MAX_ATTRIBUTE_KEY_BYTES`] bytes, not starting with `$`
+/// (filters reserve it for operators), no control characters.
+pub fn validate_attribute_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || key.len() > MAX_ATTRIBUTE_KEY_BYTES
+        || key.starts_with('$')
+        || key.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(format!(
+            "attribute key {key:?} must be 1..={MAX_ATTRIBUTE_KEY_BYTES} bytes, not start with '$' and hold no control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Attributes must be strings, numbers (integers within i64), booleans, arrays of strings
+/// or null, with sane keys.
 pub fn validate_attributes(attrs: &Attributes) -> Result<()> {
     for (key, value) in attrs {
-        if key.is_empty() || key.len() > MAX_ATTRIBUTE_KEY_BYTES {
-            return Err(Error::invalid(format!("attribute key {key:?} must be 1..={MAX_ATTRIBUTE_KEY_BYTES} bytes")));
-        }
+        validate_attribute_key(key)?;
         match value {
-            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
-                return Err(Error::invalid(format!("attribute {key:?} must be a string, number, boolean or null")));
+            serde_json::Value::Array(items) => {
+                if items.len() > MAX_ATTRIBUTE_LIST_ITEMS {
+                    return Err(Error::invalid(format!(
+                        "attribute {key:?} has {} items; the limit is {MAX_ATTRIBUTE_LIST_ITEMS}",
+                        items.len()
+                    )));
+                }
+                if !items.iter().all(serde_json::Value::is_string) {
+                    return Err(Error::invalid(format!("attribute {key:?}: arrays may only hold strings")));
+                }
+                let bytes: usize = items.iter().filter_map(serde_json::Value::as_str).map(str::len).sum();
+                if bytes > MAX_ATTRIBUTE_VALUE_BYTES {
+                    return Err(Error::invalid(format!(
+                        "attribute {key:?} is {bytes} bytes; the limit is {MAX_ATTRIBUTE_VALUE_BYTES}"
+                    )));
+                }
+            }
+            serde_json::Value::Object(_) => {
+                return Err(Error::invalid(format!(
+                    "attribute {key:?} must be a string, number, boolean, array of strings or null"
+                )));
+            }
+            serde_json::Value::Number(n) if n.as_i64().is_none() && !n.is_f64() => {
+                return Err(Error::invalid(format!("attribute {key:?}: integers must fit a signed 64-bit integer")));
             }
             serde_json::Value::String(s) if s.len() > MAX_ATTRIBUTE_VALUE_BYTES => {
                 return Err(Error::invalid(format!(

@@ -40,6 +40,10 @@ pub struct SegmentMeta {
     pub max_seq: u64,
     /// Whether `graph.hnsw` exists (small segments are searched exactly instead).
     pub has_graph: bool,
+    /// Whether `attrs.idx` exists (segments written before attribute indexes lack it; they
+    /// are indexed when loaded).
+    #[serde(default)]
+    pub has_attr_index: bool,
     /// Current tombstone bitmap of this segment, if any row is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tombstone: Option<TombstoneRef>,

@@ -26,6 +26,7 @@ fn segment(id: &str) -> SegmentMeta {
         min_seq: 0,
         max_seq: 0,
         has_graph: false,
+        has_attr_index: false,
         tombstone: None,
         level: 0,
     }

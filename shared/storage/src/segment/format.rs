@@ -12,6 +12,7 @@
 //! - all integers that fit `i64` → `Int64`;
 //! - all floats (JSON numbers that are not integers, e.g. `1.5`, `3.0`) → `Float64`;
 //! - all strings → `Utf8`;
+//! - all arrays of strings → `List<Utf8>` (string lists: tags);
 //! - anything else (two or more of the kinds above, any `u64` above `i64::MAX`, arrays or
 //!   objects) → `Utf8` holding each value's JSON text, with field metadata
 //!   `strata.json = "true"`. Integers mixed with floats land here too rather than in
@@ -34,8 +35,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, RecordBatch,
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Float64Array, Int64Array, ListArray, RecordBatch,
     StringArray, UInt64Array,
 };
 use arrow_buffer::Buffer;
@@ -116,6 +118,7 @@ enum Kind {
     Int,
     Float,
     Str,
+    StrList,
     Json,
 }
 
@@ -130,6 +133,7 @@ impl Kind {
             // A u64 above i64::MAX: only JSON text keeps it exact.
             Value::Number(_) => Kind::Json,
             Value::String(_) => Kind::Str,
+            Value::Array(items) if items.iter().all(Value::is_string) => Kind::StrList,
             Value::Array(_) | Value::Object(_) => Kind::Json,
         })
     }
@@ -142,7 +146,13 @@ impl Kind {
 /// Encodes a segment's vectors (`attributes.len()` rows of `dim` values, row-major) and
 /// their attributes.
 pub fn encode_rows(dim: usize, vectors: &[f32], attributes: &[Option<&Attributes>]) -> Result<Bytes> {
-    let rows = attributes.len();
+    let columns = attribute_columns(attributes)?;
+    encode_rows_with(dim, vectors, attributes.len(), &columns)
+}
+
+/// Encodes vectors with attribute columns already typed by [`attribute_columns`] (the
+/// segment builder also indexes those columns, so it types them once).
+pub(crate) fn encode_rows_with(dim: usize, vectors: &[f32], rows: usize, attributes: &[AttrColumn]) -> Result<Bytes> {
     let size = i32::try_from(dim)
         .ok()
         .filter(|d| *d > 0)
@@ -159,7 +169,29 @@ pub fn encode_rows(dim: usize, vectors: &[f32], attributes: &[Option<&Attributes
         .map_err(|e| Error::internal("building the vector column").with_source(e))?;
     let mut fields = vec![Field::new(VECTOR_COLUMN, DataType::FixedSizeList(item, size), false)];
     let mut columns: Vec<ArrayRef> = vec![Arc::new(vector)];
+    for column in attributes {
+        let name = format!("{ATTR_PREFIX}{}", column.key);
+        let (field, array): (Field, ArrayRef) = match &column.values {
+            AttrValues::Bool(a) => (Field::new(name, DataType::Boolean, true), Arc::new(a.clone())),
+            AttrValues::Int(a) => (Field::new(name, DataType::Int64, true), Arc::new(a.clone())),
+            AttrValues::Float(a) => (Field::new(name, DataType::Float64, true), Arc::new(a.clone())),
+            AttrValues::Str(a) => (Field::new(name, DataType::Utf8, true), Arc::new(a.clone())),
+            AttrValues::StrList(a) => (Field::new(name, string_list_type(), true), Arc::new(a.clone())),
+            AttrValues::Json(a) => {
+                (Field::new(name, DataType::Utf8, true).with_metadata([(META_JSON, "true")]), Arc::new(a.clone()))
+            }
+        };
+        fields.push(field);
+        columns.push(array);
+    }
+    let schema =
+        Schema::new(fields).with_metadata([(META_FORMAT, FORMAT_VERSION.to_owned()), (META_DIM, dim.to_string())]);
+    write_file(schema, columns)
+}
 
+/// Types the attributes of a segment's rows into columns, one per key seen, sorted by key
+/// (the rule is in the module docs).
+pub(crate) fn attribute_columns(attributes: &[Option<&Attributes>]) -> Result<Vec<AttrColumn>> {
     // BTreeMap: attribute columns are sorted by key.
     let mut kinds: BTreeMap<&str, Kind> = BTreeMap::new();
     for (key, value) in attributes.iter().flatten().flat_map(|a| a.iter()) {
@@ -167,37 +199,20 @@ pub fn encode_rows(dim: usize, vectors: &[f32], attributes: &[Option<&Attributes
             kinds.entry(key).and_modify(|k| *k = k.merge(kind)).or_insert(kind);
         }
     }
+    let mut columns = Vec::with_capacity(kinds.len());
     for (key, kind) in kinds {
         let cells = || attributes.iter().map(|a| a.and_then(|a| a.get(key)).filter(|v| !v.is_null()));
-        let name = format!("{ATTR_PREFIX}{key}");
-        let (field, column): (Field, ArrayRef) = match kind {
-            Kind::Bool => (
-                Field::new(name, DataType::Boolean, true),
-                Arc::new(cells().map(|v| v.and_then(Value::as_bool)).collect::<BooleanArray>()),
-            ),
-            Kind::Int => (
-                Field::new(name, DataType::Int64, true),
-                Arc::new(cells().map(|v| v.and_then(Value::as_i64)).collect::<Int64Array>()),
-            ),
-            Kind::Float => (
-                Field::new(name, DataType::Float64, true),
-                Arc::new(cells().map(|v| v.and_then(Value::as_f64)).collect::<Float64Array>()),
-            ),
-            Kind::Str => (
-                Field::new(name, DataType::Utf8, true),
-                Arc::new(utf8_array(cells().map(|v| v.and_then(Value::as_str).map(Cow::Borrowed)))?),
-            ),
-            Kind::Json => (
-                Field::new(name, DataType::Utf8, true).with_metadata([(META_JSON, "true")]),
-                Arc::new(utf8_array(cells().map(|v| v.map(|v| Cow::Owned(v.to_string()))))?),
-            ),
+        let values = match kind {
+            Kind::Bool => AttrValues::Bool(cells().map(|v| v.and_then(Value::as_bool)).collect()),
+            Kind::Int => AttrValues::Int(cells().map(|v| v.and_then(Value::as_i64)).collect()),
+            Kind::Float => AttrValues::Float(cells().map(|v| v.and_then(Value::as_f64)).collect()),
+            Kind::Str => AttrValues::Str(utf8_array(cells().map(|v| v.and_then(Value::as_str).map(Cow::Borrowed)))?),
+            Kind::StrList => AttrValues::StrList(string_list(cells())?),
+            Kind::Json => AttrValues::Json(utf8_array(cells().map(|v| v.map(|v| Cow::Owned(v.to_string()))))?),
         };
-        fields.push(field);
-        columns.push(column);
+        columns.push(AttrColumn { key: key.to_owned(), values });
     }
-    let schema =
-        Schema::new(fields).with_metadata([(META_FORMAT, FORMAT_VERSION.to_owned()), (META_DIM, dim.to_string())]);
-    write_file(schema, columns)
+    Ok(columns)
 }
 
 /// A `Utf8` array of the cells, refusing (instead of letting arrow panic) a column whose
@@ -211,21 +226,58 @@ fn utf8_array<'a>(cells: impl Iterator<Item = Option<Cow<'a, str>>>) -> Result<S
     Ok(cells.iter().map(Option::as_deref).collect())
 }
 
+fn string_list_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, false)))
+}
+
+/// A `List<Utf8>` array of the cells (each an array of strings, or null), with the same
+/// 2 GiB bound as [`utf8_array`].
+fn string_list<'a>(cells: impl Iterator<Item = Option<&'a Value>>) -> Result<ListArray> {
+    let mut total = 0usize;
+    let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Field::new("item", DataType::Utf8, false));
+    for cell in cells {
+        match cell.and_then(Value::as_array) {
+            Some(items) => {
+                for item in items.iter().filter_map(Value::as_str) {
+                    total += item.len();
+                    builder.values().append_value(item);
+                }
+                builder.append(true);
+            }
+            None => builder.append(false),
+        }
+    }
+    if i32::try_from(total).is_err() {
+        return Err(Error::invalid(format!("a segment string column of {total} bytes exceeds Arrow's 2 GiB limit")));
+    }
+    Ok(builder.finish())
+}
+
 /// One attribute column of a decoded segment, in owned, compact Arrow arrays.
 #[derive(Clone, Debug)]
-enum AttrValues {
+pub(crate) enum AttrValues {
     Bool(BooleanArray),
     Int(Int64Array),
     Float(Float64Array),
     Str(StringArray),
+    /// Lists of strings; the items of every list are non-null.
+    StrList(ListArray),
     /// JSON text; every non-null cell was checked to parse when the file was decoded.
     Json(StringArray),
 }
 
 #[derive(Clone, Debug)]
-struct AttrColumn {
-    key: String,
-    values: AttrValues,
+pub struct AttrColumn {
+    pub(crate) key: String,
+    pub(crate) values: AttrValues,
+}
+
+/// The strings of list cell `row` of a string-list column.
+pub(crate) fn list_items(list: &ListArray, row: usize) -> impl Iterator<Item = &str> {
+    let offsets = list.value_offsets();
+    let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+    let items = list.values().as_any().downcast_ref::<StringArray>().expect("checked when decoded");
+    (start..end).map(move |i| items.value(i))
 }
 
 impl AttrColumn {
@@ -237,6 +289,9 @@ impl AttrColumn {
             // to null, which is then skipped like any null.
             AttrValues::Float(a) => a.is_valid(row).then(|| Value::from(a.value(row))),
             AttrValues::Str(a) => a.is_valid(row).then(|| Value::String(a.value(row).to_owned())),
+            AttrValues::StrList(a) => {
+                a.is_valid(row).then(|| Value::Array(list_items(a, row).map(|s| Value::String(s.to_owned())).collect()))
+            }
             AttrValues::Json(a) => a.is_valid(row).then(|| parse_json_text(a.value(row))).flatten(),
         }
         .filter(|v| !v.is_null())
@@ -248,6 +303,7 @@ impl AttrColumn {
             AttrValues::Int(a) => a.get_array_memory_size(),
             AttrValues::Float(a) => a.get_array_memory_size(),
             AttrValues::Str(a) | AttrValues::Json(a) => a.get_array_memory_size(),
+            AttrValues::StrList(a) => a.get_array_memory_size(),
         };
         std::mem::size_of::<Self>() + self.key.capacity() + array
     }
@@ -256,7 +312,7 @@ impl AttrColumn {
 /// Parses a JSON-text attribute cell. Floats are re-parsed with the standard library, whose
 /// parsing is correctly rounded, so the shortest-round-trip text serde_json wrote comes back
 /// bit-exact whatever serde_json's own float parsing features are.
-fn parse_json_text(text: &str) -> Option<Value> {
+pub(crate) fn parse_json_text(text: &str) -> Option<Value> {
     let value: Value = serde_json::from_str(text).ok()?;
     if value.as_number().is_some_and(serde_json::Number::is_f64) {
         return text.trim().parse::<f64>().ok().map(Value::from);
@@ -296,6 +352,11 @@ impl DecodedRows {
         assert!(row < self.rows, "row {row} out of range for a segment of {} rows", self.rows);
         let attrs: Attributes = self.columns.iter().filter_map(|c| Some((c.key.clone(), c.value(row)?))).collect();
         (!attrs.is_empty()).then_some(attrs)
+    }
+
+    /// The attribute columns, sorted by key.
+    pub(crate) fn columns(&self) -> &[AttrColumn] {
+        &self.columns
     }
 
     /// Approximate heap plus inline size, for cache accounting.
@@ -376,6 +437,24 @@ pub fn decode_rows(bytes: &Bytes) -> Result<DecodedRows> {
                 } else {
                     AttrValues::Json(a)
                 }
+            }
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => {
+                let a = array.downcast_ref::<ListArray>().ok_or_else(wrong)?;
+                let items = a.values().as_any().downcast_ref::<StringArray>().ok_or_else(wrong)?;
+                if items.null_count() != 0 {
+                    return Err(corrupt(format!("column {:?} holds a null list item", field.name())));
+                }
+                // Rebuilt so the column owns compact buffers (see above).
+                let owned: Vec<Value> = (0..a.len())
+                    .map(|r| {
+                        if a.is_valid(r) {
+                            Value::Array(list_items(a, r).map(|s| Value::String(s.to_owned())).collect())
+                        } else {
+                            Value::Null
+                        }
+                    })
+                    .collect();
+                AttrValues::StrList(string_list(owned.iter().map(|v| (!v.is_null()).then_some(v)))?)
             }
             _ => return Err(wrong()),
         };
