@@ -93,10 +93,9 @@ impl ShardState<'_> {
         let manifest = self.newest_manifest().await?;
         let too_many = |n: usize| {
             Error::invalid(format!(
-                "the filter selects more than {max} rows in one shard; an update changes at most {max} rows per \
-                 shard (max_batch_rows): narrow the filter or update by ids"
+                "the filter selects {n} or more rows in one shard; an update changes at most {max} rows per shard \
+                 (ingest.max_batch_rows): narrow the filter or update by ids"
             ))
-            .context(format!("{n}+ rows selected"))
         };
         let mut out: Vec<Row> = Vec::new();
         // Rows to read from segments: (segment index, row).

@@ -19,12 +19,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use prometheus::IntCounterVec;
 use strata_coord::shard_key;
 use strata_deps::{Deps, Resolver};
 use strata_rpc::{
     Hit, ShardCount, ShardGet, ShardReads, ShardRow, ShardScan, ShardScanRequest, ShardSearch, ShardStats,
 };
-use strata_storage::segment::prepare_query;
+use strata_storage::segment::{FilterPlan, prepare_query};
 use strata_types::time::ClockExt;
 use strata_types::{CollectionDef, Metric, Result};
 
@@ -56,6 +57,8 @@ pub(crate) struct ShardHost {
     pool: SearchPool,
     shards: Mutex<HashMap<Slot, Arc<LocalShard>>>,
     started: Instant,
+    /// `strata_query_filter_plans_total`, by plan.
+    filter_plans: IntCounterVec,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,10 +66,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ShardHost {
-    pub fn new(deps: Deps, config: Arc<QueryConfig>, resolver: Arc<Resolver>) -> ShardHost {
+    pub fn new(
+        deps: Deps,
+        config: Arc<QueryConfig>,
+        resolver: Arc<Resolver>,
+        filter_plans: IntCounterVec,
+    ) -> ShardHost {
         let pool = SearchPool::new(config.search_threads);
         let started = deps.clock.now();
-        ShardHost { deps, config, resolver, pool, shards: Mutex::default(), started }
+        ShardHost { deps, config, resolver, pool, shards: Mutex::default(), started, filter_plans }
     }
 
     fn now_ms(&self) -> u64 {
@@ -153,13 +161,15 @@ impl ShardHost {
         let (k, ef) = (req.top_k as usize, req.ef.max(req.top_k) as usize);
         let (with_vector, with_attributes) = (req.include_vector, req.include_attributes);
         let filter = req.filter;
+        let plans = self.filter_plans.clone();
         let dim = local.reader.def().dimension as usize;
         let inline = ShardReader::search_work(&local.reader.read(), ef, dim) <= self.config.inline_search_max_work;
         let search = move || {
             // Rows are materialised under the same read guard as the search: a refresh
             // may swap the segment list right after the guard is released.
             let state = local.reader.read();
-            ShardReader::search(&state, &query, k, ef, filter.as_deref())
+            let count_plan = |plan: FilterPlan| plans.with_label_values(&[plan.label()]).inc();
+            ShardReader::search(&state, &query, k, ef, filter.as_deref(), &count_plan)
                 .into_iter()
                 .map(|found| {
                     let id = ShardReader::id(&state, found.location);

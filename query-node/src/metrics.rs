@@ -1,7 +1,8 @@
 //! The query role's Prometheus series: rows and segments of every shard held here and
-//! the load progress (copied in at scrape time), shard load times, and serving handoffs.
+//! the load progress (copied in at scrape time), shard load times, serving handoffs, and
+//! the plans filtered searches take.
 
-use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use strata_types::metrics::{JOB_BUCKETS, Metrics};
 
 /// Every series of the query role.
@@ -14,6 +15,8 @@ pub(crate) struct QueryMetrics {
     pub shard_load_seconds: Histogram,
     /// Shards given up to other replicas (`strata_coord_handoffs_total{kind="serve"}`).
     pub handoffs: IntCounter,
+    /// Segment searches with a filter, by the plan chosen (`FilterPlan::label`).
+    pub filter_plans: IntCounterVec,
 }
 
 /// One shard held by this node, as the gauges show it.
@@ -47,6 +50,12 @@ impl QueryMetrics {
                 JOB_BUCKETS,
             ),
             handoffs: strata_coord::handoffs_counter(metrics, "serve"),
+            filter_plans: metrics.counter_vec(
+                "strata_query_filter_plans_total",
+                "Filtered searches of one segment by plan: empty (no row matches), exact (the matching rows \
+                 scored), walk (filtered graph walk), two_hop (walk with two-hop expansion).",
+                &["plan"],
+            ),
         }
     }
 

@@ -358,7 +358,7 @@ impl Router {
         };
         let mut info = CollectionInfo::from(def.as_ref());
         let types = self.resolver.attr_types(&self.deps, &def);
-        types.list().await?;
+        types.refresh(self.deps.clock.now()).await?;
         info.attributes = types.snapshot();
         Ok(CollectionDescription { info, stats })
     }

@@ -24,7 +24,7 @@ use strata_deps::Deps;
 use strata_index::Candidate;
 use strata_storage::manifest::{self, Manifest};
 use strata_storage::paths::ShardPaths;
-use strata_storage::segment::LoadedSegment;
+use strata_storage::segment::{FilterPlan, LoadedSegment};
 use strata_storage::tombstones;
 use strata_storage::wal;
 use strata_types::filter::Filter;
@@ -244,7 +244,14 @@ impl ShardReader {
     /// first. CPU-bound (graph walks and the exact scan of the tail): see `host.rs` for
     /// where it runs. With a filter, each segment plans its own search
     /// (`LoadedSegment::plan`) and the tail is filtered exactly.
-    pub fn search(state: &ShardState, query: &[f32], k: usize, ef: usize, filter: Option<&Filter>) -> Vec<Found> {
+    pub fn search(
+        state: &ShardState,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&Filter>,
+        on_plan: &dyn Fn(FilterPlan),
+    ) -> Vec<Found> {
         let mut hits: Vec<Found> = state
             .tail
             .search(query, k, filter)
@@ -260,6 +267,7 @@ impl ShardReader {
                 None => view.segment.search(query, k, ef, &is_hidden),
                 Some(f) => {
                     let plan = view.segment.plan(f, ef);
+                    on_plan(plan);
                     view.segment.search_filtered(query, k, ef, &is_hidden, f, plan)
                 }
             };

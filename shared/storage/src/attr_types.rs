@@ -145,6 +145,11 @@ impl AttrTypes {
         if keys.iter().all(|k| self.get(k).is_some()) {
             return Ok(());
         }
+        self.refresh(now).await
+    }
+
+    /// Reads the registered types unless they were listed within [`RELIST_AFTER`].
+    pub async fn refresh(&self, now: Instant) -> Result<()> {
         {
             let mut listed = self.listed.lock().unwrap_or_else(|p| p.into_inner());
             if listed.is_some_and(|at| now.saturating_duration_since(at) < RELIST_AFTER) {
@@ -155,12 +160,17 @@ impl AttrTypes {
         self.list().await
     }
 
-    /// Reads every registered type.
+    /// Reads every registered type this node does not know yet (one listing, one read
+    /// per new type).
     pub async fn list(&self) -> Result<()> {
         let dir = paths::attribute_types_dir(&self.collection_id);
         let metas: Vec<_> =
             self.store.list(Some(&dir)).try_collect().await.map_err(|e| crate::storage_error(dir.as_ref(), e))?;
-        for meta in metas {
+        let known: std::collections::HashSet<object_store::path::Path> = {
+            let known = self.known.read().unwrap_or_else(|p| p.into_inner());
+            known.keys().map(|k| paths::attribute_type(&self.collection_id, k)).collect()
+        };
+        for meta in metas.into_iter().filter(|m| !known.contains(&m.location)) {
             let r =
                 self.store.get(&meta.location).await.map_err(|e| crate::storage_error(meta.location.as_ref(), e))?;
             let bytes = r.bytes().await.map_err(|e| crate::storage_error(meta.location.as_ref(), e))?;
@@ -174,8 +184,60 @@ impl AttrTypes {
 
 fn conflict(row: &str, key: &str, expected: AttrType, got: AttrType) -> Error {
     Error::invalid(format!(
-        "row {row}: attribute {key:?} is a {} in this collection; got a {}",
+        "row {row}: attribute {key:?} has type {} in this collection; got a value of type {}",
         expected.name(),
         got.name()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::memory::InMemory;
+    use serde_json::json;
+    use strata_types::{HnswParams, Metric, RowId};
+
+    use super::*;
+
+    fn def() -> CollectionDef {
+        CollectionDef {
+            id: "c-1".into(),
+            name: "c".into(),
+            dimension: 1,
+            metric: Metric::L2,
+            shards: 1,
+            replication: 1,
+            hnsw: HnswParams::default(),
+            created_at_ms: 0,
+            attributes: [("price".to_owned(), AttrType::Float)].into(),
+        }
+    }
+
+    fn row(id: u64, attrs: serde_json::Value) -> Row {
+        Row { id: RowId::Int(id), vector: vec![0.0], attributes: attrs.as_object().cloned() }
+    }
+
+    #[tokio::test]
+    async fn first_writer_types_a_key_and_other_nodes_follow() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let (a, b) = (AttrTypes::new(store.clone(), &def()), AttrTypes::new(store.clone(), &def()));
+        let mut r1 = row(1, json!({"year": 2020, "price": 3}));
+        a.admit(&mut [&mut r1]).await.unwrap();
+        assert_eq!(r1.attributes.as_ref().unwrap()["price"], json!(3.0), "ints of a float attribute become floats");
+        // Node b has not seen "year": its first write of another type learns the winner's.
+        let mut r2 = row(2, json!({"year": "2021"}));
+        let err = b.admit(&mut [&mut r2]).await.unwrap_err();
+        assert!(err.to_string().contains("\"year\" has type int"), "{err}");
+        assert_eq!(b.get("year"), Some(AttrType::Int));
+        // A refused batch changes nothing, the good rows of it included.
+        let (mut good, mut bad) = (row(3, json!({"tags": ["x"]})), row(4, json!({"price": "cheap"})));
+        assert!(b.admit(&mut [&mut good, &mut bad]).await.is_err());
+        assert_eq!(b.get("tags"), None, "no type registered for a refused batch");
+        // A reader lists what writers registered.
+        let reader = AttrTypes::new(store, &def());
+        reader.list().await.unwrap();
+        assert_eq!(
+            reader.snapshot(),
+            [("price".to_owned(), AttrType::Float), ("year".to_owned(), AttrType::Int)].into()
+        );
+    }
 }

@@ -176,7 +176,9 @@ impl AttrIndex {
                     if chosen.is_empty() {
                         break;
                     }
-                    if (chosen.len() as f64) < estimate * TEST_ROWS_BELOW_FRACTION {
+                    // Rows can be tested only with the columns (a caller may pass none).
+                    let can_test = columns.len() == self.fields.len();
+                    if can_test && (chosen.len() as f64) < estimate * TEST_ROWS_BELOW_FRACTION {
                         let test = RowFilter::compile(part, columns);
                         chosen.retain(|row| test.matches(row as usize));
                     } else {
