@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
     ApiJson, ApiResult, BulkRequest, BulkResponse, BulkRow, CollectionInfo, CreateCollectionRequest, DeleteRequest,
-    DeleteResponse, DropResponse, ErrorBody, FlushResponse, UpdateRequest, UpdateResponse, UpsertRequest,
+    DeleteResponse, DropResponse, ErrorBody, FilterSchema, FlushResponse, UpdateRequest, UpdateResponse, UpsertRequest,
     UpsertResponse, UpsertRow,
 };
 use strata_storage::catalog::NewCollection;
@@ -30,6 +30,7 @@ use crate::IngestNode;
         UpdateRequest,
         UpdateResponse,
         AttrType,
+        FilterSchema,
         FlushResponse,
         DropResponse,
         BulkRequest,

@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
     ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, Consistency, CountRequest,
-    CountResponse, ErrorBody, GetRequest, GetResponse, ListResponse, QueryRequest, QueryResponse, ResultRow,
-    ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
+    CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse, QueryRequest, QueryResponse,
+    ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
 };
 use strata_types::filter::AttrType;
 use utoipa::OpenApi;
@@ -23,6 +23,7 @@ use crate::QueryNode;
         CountRequest,
         CountResponse,
         AttrType,
+        FilterSchema,
         GetRequest,
         GetResponse,
         ScanRequest,

@@ -12,7 +12,7 @@ use super::harness::{Cluster, Role};
 use super::{SETTLE, flush};
 
 fn attrs(id: u64) -> Value {
-    let tags: Vec<&str> = if id % 3 == 0 { vec!["red"] } else { vec!["blue", "green"] };
+    let tags: Vec<&str> = if id.is_multiple_of(3) { vec!["red"] } else { vec!["blue", "green"] };
     json!({"m": (id % 10) as i64, "tags": tags})
 }
 
@@ -96,7 +96,10 @@ async fn filters_deletes_and_updates_across_the_cluster() {
     assert_eq!(del["deleted"], 200, "{del}");
     let upd = c
         .api
-        .post_ok(&format!("{}/v1/collections/f/update", ingest[0]), &json!({"filter": {"m": 4}, "attributes": {"star": true}}))
+        .post_ok(
+            &format!("{}/v1/collections/f/update", ingest[0]),
+            &json!({"filter": {"m": 4}, "attributes": {"star": true}}),
+        )
         .await;
     assert_eq!(upd["updated"], 200, "{upd}");
     for url in &query {

@@ -4,6 +4,19 @@ use serde::{Deserialize, Serialize};
 use strata_types::{Attributes, RowId};
 use utoipa::ToSchema;
 
+// The OpenAPI form of a filter: requests carry it as plain JSON, which the server parses
+// with `strata_types::filter::Filter::parse`.
+/// An attribute filter, a JSON object: `{"attr": value}` is equality; `{"attr": {"$op": operand, ...}}` needs
+/// every operator to hold, with `$eq $ne $gt $gte $lt $lte` (a scalar), `$in $nin` (an
+/// array), `$exists` (a boolean) and `$contains` (a string, for string-list attributes);
+/// several keys in one object must all hold; `$and` and `$or` take arrays of filters,
+/// `$not` a filter. Comparisons with a missing attribute are false (`$ne` and `$nin`
+/// included); ints and floats compare numerically, strings by bytes. A malformed filter,
+/// an unknown operator or an operand of the wrong type is a 400 naming the part.
+#[derive(ToSchema)]
+#[schema(as = Filter, value_type = Object, example = json!({"lang": "en", "year": {"$gte": 2020, "$lt": 2025}, "tags": {"$contains": "rust"}}))]
+pub struct FilterSchema(pub serde_json::Value);
+
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -40,7 +53,7 @@ pub struct SearchRequest {
     /// `{"lang": "en", "year": {"$gte": 2020}}`. Applied inside the index search, so
     /// `top_k` results come back whenever that many rows match.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterSchema>)]
     pub filter: Option<serde_json::Value>,
 }
 
@@ -88,7 +101,7 @@ pub struct GetRequest {
     pub include_attributes: bool,
     /// Only those of the rows that match this filter.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterSchema>)]
     pub filter: Option<serde_json::Value>,
 }
 
@@ -111,7 +124,7 @@ pub struct ScanRequest {
     pub limit: u32,
     /// Only rows matching this filter.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterSchema>)]
     pub filter: Option<serde_json::Value>,
 }
 
@@ -144,7 +157,7 @@ pub struct ScanResponse {
 pub struct QueryRequest {
     /// Only rows matching this filter; absent: every row.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterSchema>)]
     pub filter: Option<serde_json::Value>,
     /// Rows per page, 1..=10,000. Default 100.
     #[serde(default = "default_query_limit")]
@@ -183,7 +196,7 @@ pub struct QueryResponse {
 pub struct CountRequest {
     /// Count only rows matching this filter; absent: every row.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterSchema>)]
     pub filter: Option<serde_json::Value>,
     #[serde(default)]
     pub consistency: Consistency,

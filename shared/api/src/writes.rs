@@ -50,7 +50,7 @@ pub struct DeleteRequest {
     /// Delete every row matching this filter at the time of the request (rows written
     /// after it are kept, even if they match).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
 }
 
@@ -70,7 +70,7 @@ pub struct UpdateRequest {
     pub ids: Option<Vec<RowId>>,
     /// Update every row matching this filter at the time of the request.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
     /// Attributes to set; a `null` value removes the attribute. Others are kept.
     #[schema(value_type = Object)]
