@@ -16,6 +16,25 @@ Example:
   python3 scripts/hnswlib_reference.py --base base.f32 --queries queries.f32 \
       --gt gt.i32 --dim 384 --metric cosine --m 16 --ef-construction 200 \
       --ef 32,64,128 --k 10 --threads 2
+
+Filtered search (`strata bench --filtered` passes `--filtered SPEC.json`): after the
+unfiltered runs, the same index is searched with `knn_query(q, k, filter=callable)` for
+every combination in the spec, and the output gains a "filtered" object. The spec names
+the attribute arrays (.npy, one value per base row, label = row number), and per
+combination the attribute, a (queries x 2) .npy of each query's [lo, hi) and the exact
+filtered ground truth (.npy, -1 pads queries with fewer than k matching rows):
+
+  {"k": 10, "efs": [32, 64, 128], "budget_s": 60, "min_queries": 10, "warmup_queries": 10,
+   "attributes": {"u": "u.npy", "band": "band.npy"},
+   "combos": [{"name": "uncorrelated s=0.01", "correlation": "uncorrelated",
+               "selectivity": 0.01, "attr": "u", "ranges": "r.npy", "gt": "gt.npy"}, ...]}
+
+The filter callable is `allowed.__getitem__` on a Python list of booleans built for the
+query's range before the timed call (the cheapest callable hnswlib can be given); hnswlib
+still calls it once per candidate close enough to enter the results, crossing from C++
+into Python each time. Each combination stops once its timed searches (every ef together)
+exceed `budget_s` seconds, after at least `min_queries` queries; the number of queries used
+is reported.
 """
 
 import argparse
@@ -119,6 +138,125 @@ def recall_at_k(labels, gt, k):
     return hits / float(k * len(gt))
 
 
+def filtered_search(index, queries, spec):
+    """Filtered knn_query for every combination and ef of `spec`; returns the "filtered" object."""
+    k = int(spec["k"])
+    efs = [int(e) for e in spec["efs"]]
+    budget = float(spec.get("budget_s", 60))
+    min_queries = int(spec.get("min_queries", 10))
+    warmup = int(spec.get("warmup_queries", 10))
+    attrs = {name: np.load(path).reshape(-1).astype(np.int64) for name, path in spec["attributes"].items()}
+    nq = queries.shape[0]
+    entries = []
+    for combo in spec["combos"]:
+        gt = np.load(combo["gt"]).astype(np.int64)[:nq]
+        values = attrs[combo["attr"]] if combo.get("attr") else None
+        ranges = np.load(combo["ranges"]).astype(np.int64)[:nq] if combo.get("ranges") else None
+        cache = {}
+
+        def allowed_for(i):
+            if values is None:
+                return None
+            lo, hi = int(ranges[i, 0]), int(ranges[i, 1])
+            if (lo, hi) not in cache:
+                cache.clear()
+                cache[(lo, hi)] = ((values >= lo) & (values < hi)).tolist().__getitem__
+            return cache[(lo, hi)]
+
+        def query(i, ef, fn):
+            index.set_ef(max(ef, k))
+            if fn is None:
+                lab, _ = index.knn_query(queries[i:i + 1], k=k, num_threads=1)
+            else:
+                lab, _ = index.knn_query(queries[i:i + 1], k=k, num_threads=1, filter=fn)
+            return lab[0]
+
+        for i in range(min(warmup, nq)):  # warm-up, untimed
+            try:
+                query(i, efs[0], allowed_for(i))
+            except RuntimeError:
+                pass
+        # Candidates hnswlib hands to the callback per query (a counting wrapper, untimed).
+        calls = {}
+        if values is not None:
+            for ef in efs:
+                counted = [0]
+                for i in range(min(3, nq)):
+                    inner = allowed_for(i)
+
+                    def counting(label, inner=inner):
+                        counted[0] += 1
+                        return inner(label)
+
+                    try:
+                        query(i, ef, counting)
+                    except RuntimeError:
+                        pass
+                calls[ef] = counted[0] / min(3, nq)
+        per_ef = {ef: {"lat": [], "cpu": [], "hits": 0, "truth": 0, "errors": 0} for ef in efs}
+        spent = 0.0
+        used = 0
+        for i in range(nq):
+            fn = allowed_for(i)
+            truth = set(int(x) for x in gt[i][:k] if x >= 0)
+            for ef in efs:
+                acc = per_ef[ef]
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                try:
+                    labels = query(i, ef, fn)
+                except RuntimeError:  # fewer than k results: counted, no hits
+                    labels = []
+                    acc["errors"] += 1
+                t1 = time.perf_counter()
+                c1 = time.process_time()
+                acc["lat"].append(t1 - t0)
+                acc["cpu"].append(c1 - c0)
+                acc["hits"] += len(truth & set(int(x) for x in labels))
+                acc["truth"] += len(truth)
+                spent += t1 - t0
+            used = i + 1
+            if spent > budget and used >= min_queries:
+                break
+        for ef in efs:
+            acc = per_ef[ef]
+            total = sum(acc["lat"])
+            entry = {
+                "combo": combo["name"],
+                "correlation": combo.get("correlation"),
+                "selectivity": combo.get("selectivity"),
+                "ef": ef,
+                "queries": used,
+                "capped": used < nq,
+                "recall": acc["hits"] / acc["truth"] if acc["truth"] else 1.0,
+                "qps": used / total if total > 0 else 0.0,
+                "latency_us": {
+                    "p50": percentile_us(acc["lat"], 50),
+                    "p99": percentile_us(acc["lat"], 99),
+                    "mean": total / used * 1e6 if used else 0.0,
+                },
+                "cpu_us_per_query": sum(acc["cpu"]) / used * 1e6 if used else 0.0,
+                "cpu_us_p50": percentile_us(acc["cpu"], 50),
+                "errors": acc["errors"],
+                "callback_calls_per_query": calls.get(ef),
+            }
+            log(f"filtered {combo['name']} ef={ef}: recall@{k}={entry['recall']:.4f} over {used} queries, "
+                f"{entry['qps']:,.1f} QPS, CPU {entry['cpu_us_per_query']:,.0f} us/query, "
+                f"{entry['callback_calls_per_query'] or 0:,.0f} callback calls/query"
+                + (f", {acc['errors']} errors" if acc["errors"] else ""))
+            entries.append(entry)
+    return {
+        "efs": efs,
+        "budget_s": budget,
+        "min_queries": min_queries,
+        "warmup_queries": warmup,
+        "filter_callable": "list.__getitem__ of a per-query list of booleans (built untimed)",
+        "note": "hnswlib calls the Python filter once per candidate close enough to enter the results; "
+                "every call crosses from C++ into Python, included in cpu_us_per_query",
+        "search": entries,
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True)
@@ -134,6 +272,7 @@ def main():
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2, help="threads for the index build")
     ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--filtered", help="JSON spec of the filtered searches (see the module doc)")
     args = ap.parse_args()
 
     efs = [int(x) for x in args.ef.split(",") if x.strip()]
@@ -235,6 +374,11 @@ def main():
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "search": results,
     }
+    if args.filtered:
+        with open(args.filtered) as f:
+            spec = json.load(f)
+        out["filtered"] = filtered_search(index, queries, spec)
+        out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 

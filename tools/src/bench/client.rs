@@ -21,8 +21,10 @@ pub(crate) struct CollectionSpec {
     pub(crate) shards: u32,
     pub(crate) m: u32,
     pub(crate) ef_construction: u32,
-    /// Default search ef.
-    pub(crate) ef: usize,
+    /// Default search ef (`None`: the server's default).
+    pub(crate) ef: Option<usize>,
+    /// Attribute types declared at creation (`("u", "int")`).
+    pub(crate) attributes: Vec<(&'static str, &'static str)>,
 }
 
 /// Outcome of one upsert attempt.
@@ -80,10 +82,42 @@ impl<'a> WireVector<'a> {
 struct SearchBody<'a> {
     vector: WireVector<'a>,
     top_k: usize,
-    ef: usize,
+    /// Absent: the collection's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ef: Option<usize>,
     consistency: &'a str,
     include_vector: bool,
     include_attributes: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<&'a Value>,
+}
+
+/// What one search asks besides the vector.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SearchOptions<'a> {
+    pub(crate) top_k: usize,
+    /// `None`: the collection's default ef (not sent).
+    pub(crate) ef: Option<usize>,
+    pub(crate) consistency: &'a str,
+    pub(crate) include_attributes: bool,
+    pub(crate) filter: Option<&'a Value>,
+}
+
+/// The body of a search request.
+pub(crate) fn search_body<'a>(
+    vector: &'a [f32],
+    options: &SearchOptions<'a>,
+    encoding: VectorEncoding,
+) -> impl Serialize + 'a {
+    SearchBody {
+        vector: WireVector::new(vector, encoding),
+        top_k: options.top_k,
+        ef: options.ef,
+        consistency: options.consistency,
+        include_vector: false,
+        include_attributes: options.include_attributes,
+        filter: options.filter,
+    }
 }
 
 /// HTTP client bound to one server.
@@ -196,13 +230,22 @@ impl Api {
 
     /// `POST /v1/collections`.
     pub(crate) async fn create_collection(&self, spec: &CollectionSpec) -> Result<()> {
-        let body = json!({
+        let mut hnsw = json!({"m": spec.m, "ef_construction": spec.ef_construction});
+        if let Some(ef) = spec.ef {
+            hnsw["ef"] = json!(ef);
+        }
+        let mut body = json!({
             "name": spec.name,
             "dimension": spec.dim,
             "metric": spec.metric.as_str(),
             "shards": spec.shards,
-            "hnsw": {"m": spec.m, "ef_construction": spec.ef_construction, "ef": spec.ef},
+            "hnsw": hnsw,
         });
+        if !spec.attributes.is_empty() {
+            let types: serde_json::Map<String, Value> =
+                spec.attributes.iter().map(|&(name, ty)| (name.to_owned(), json!(ty))).collect();
+            body["attributes"] = Value::Object(types);
+        }
         let what = "POST /v1/collections";
         let resp = self.http.post(self.url("/v1/collections")).json(&body).send().await;
         let resp = resp.map_err(|e| self.send_error(what, e))?;
@@ -265,8 +308,14 @@ impl Api {
         ef: usize,
         consistency: &str,
     ) -> Result<SearchAnswer> {
-        let vector = WireVector::new(vector, self.encoding);
-        let body = SearchBody { vector, top_k, ef, consistency, include_vector: false, include_attributes: false };
+        let options = SearchOptions { top_k, ef: Some(ef), consistency, include_attributes: false, filter: None };
+        let v = self.search_with(name, vector, &options).await?;
+        answer_of(name, &v)
+    }
+
+    /// `POST /search` with every option; the response as JSON.
+    pub(crate) async fn search_with(&self, name: &str, vector: &[f32], options: &SearchOptions<'_>) -> Result<Value> {
+        let body = search_body(vector, options, self.encoding);
         let what = format!("POST /v1/collections/{name}/search");
         let resp = self
             .http
@@ -279,20 +328,45 @@ impl Api {
         if !resp.status().is_success() {
             return Err(error_of(&what, resp).await);
         }
-        let v: Value = resp.json().await.with_context(|| format!("{what}: response is not JSON"))?;
-        let Some(results) = v.get("results").and_then(Value::as_array) else {
-            bail!("{what}: response has no 'results' array: {v}");
-        };
-        let ids = results
-            .iter()
-            .map(|r| match r.get("id") {
-                Some(Value::Number(n)) => n.as_u64().unwrap_or(u64::MAX),
-                Some(Value::String(s)) => s.parse().unwrap_or(u64::MAX),
-                _ => u64::MAX,
-            })
-            .collect();
-        Ok(SearchAnswer { ids, took_us: v.get("took_us").and_then(Value::as_u64) })
+        resp.json().await.with_context(|| format!("{what}: response is not JSON"))
     }
+
+    /// `POST {path}` with a JSON body to the node answering reads (`query`) or writes;
+    /// the response as JSON.
+    pub(crate) async fn post_json(&self, path: &str, body: &Value, query: bool) -> Result<Value> {
+        let what = format!("POST {path}");
+        let base = if query { &self.query_base } else { &self.base };
+        let resp = self
+            .http
+            .post(format!("{base}{path}"))
+            .timeout(Duration::from_secs(600))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.send_error(&what, e))?;
+        if !resp.status().is_success() {
+            return Err(error_of(&what, resp).await);
+        }
+        resp.json().await.with_context(|| format!("{what}: response is not JSON"))
+    }
+}
+
+/// The id of a result row as a base-row number (`u64::MAX` if it is not one).
+pub(crate) fn result_id(row: &Value) -> u64 {
+    match row.get("id") {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(u64::MAX),
+        Some(Value::String(s)) => s.parse().unwrap_or(u64::MAX),
+        _ => u64::MAX,
+    }
+}
+
+/// The ids and server time of a search response.
+pub(crate) fn answer_of(name: &str, v: &Value) -> Result<SearchAnswer> {
+    let Some(results) = v.get("results").and_then(Value::as_array) else {
+        bail!("POST /v1/collections/{name}/search: response has no 'results' array: {v}");
+    };
+    let ids = results.iter().map(result_id).collect();
+    Ok(SearchAnswer { ids, took_us: v.get("took_us").and_then(Value::as_u64) })
 }
 
 /// Live rows and unflushed WAL entries from a collection description (tolerant of missing

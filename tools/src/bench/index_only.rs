@@ -173,7 +173,7 @@ fn run_reference(args: &Options, data: &Dataset, gt: &Matrix<u32>, metric: Metri
     }
     eprintln!("[3/3] hnswlib reference");
     let spec = ReferenceSpec::from_args(args, metric);
-    match Scratch::new().and_then(|scratch| reference::run(&spec, data, gt, &scratch)) {
+    match Scratch::new().and_then(|scratch| reference::run(&spec, data, gt, &scratch, None)) {
         Ok(v) => (Some(v), None),
         Err(e) => {
             eprintln!("  warning: the hnswlib reference failed: {e:#}");

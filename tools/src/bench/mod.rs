@@ -10,9 +10,17 @@
 //! layout of `/work/shared/datasets/debian-minilm`), `--base`/`--queries`/`--gt` files
 //! (`.npy`, `.fvecs`, `.ivecs`), or `--synthetic N --dim D` clustered Gaussians. Ground truth
 //! missing from the data set is computed exactly by brute force.
+//!
+//! `--filtered` adds attributes to every row and measures filtered search (recall against
+//! exact filtered ground truth, CPU per query, latency) at several selectivities and
+//! correlations, against hnswlib's filtered search in the same run, and `--delete-fraction`
+//! then times a delete by filter (`filter_data.rs`, `filtered.rs`).
 
 mod client;
 pub(crate) mod data;
+mod filter_data;
+mod filtered;
+mod filtered_report;
 pub use data::write_f32_npy;
 mod index_only;
 mod phases;
@@ -22,10 +30,12 @@ mod stats;
 mod synth;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_filtered;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -162,6 +172,28 @@ pub(crate) struct Options {
     /// Threads the native graph builds with under --index-only.
     #[arg(long, default_value_t = 2)]
     build_threads: usize,
+    /// Also measure filtered search: attach attributes `u` (uniform) and `band` (a slab of
+    /// space) to every row and search with uncorrelated, correlated and anti-correlated
+    /// filters at selectivities 0.001, 0.01, 0.1, 0.5 and 1, at the collection's default
+    /// ef and at every --ef, one client, against hnswlib's filtered search.
+    #[arg(long, conflicts_with = "index_only")]
+    filtered: bool,
+    /// With --filtered, last: delete the rows with u < F·1,000,000 by filter, time the
+    /// acknowledgement and check that they are gone.
+    #[arg(long, value_name = "F", requires = "filtered")]
+    delete_fraction: Option<f64>,
+    /// The collection's default search ef (hnsw.ef) [default: the largest --ef; with
+    /// --filtered: the server's default].
+    #[arg(long, value_name = "EF")]
+    collection_ef: Option<usize>,
+    /// Seconds of timed hnswlib filtered searches per combination (over every ef) before
+    /// its remaining queries are skipped (at least 10 queries run).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    filtered_reference_budget: f64,
+    /// Seconds to wait, before the filtered passes, for the server to go idle (background
+    /// compaction would distort its CPU figures).
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    settle_timeout: u64,
 }
 
 impl Options {
@@ -186,6 +218,11 @@ impl Options {
         }
         ensure!(self.synthetic != Some(0), "--synthetic needs at least one vector");
         ensure!(self.build_threads > 0, "--build-threads must be positive");
+        if let Some(f) = self.delete_fraction {
+            ensure!(f > 0.0 && f <= 1.0, "--delete-fraction must be within (0, 1]");
+        }
+        ensure!(self.collection_ef != Some(0), "--collection-ef must be positive");
+        ensure!(self.filtered_reference_budget > 0.0, "--filtered-reference-budget must be positive");
         Ok(())
     }
 }
@@ -255,6 +292,29 @@ fn prepare_data(args: &Options) -> Result<(Dataset, Metric, &'static str)> {
     Ok((data, metric, source))
 }
 
+/// Generates the attributes, the filters of every combination and their exact ground
+/// truth (`--filtered`).
+fn prepare_filtered(
+    base: &Matrix<f32>,
+    queries: &Matrix<f32>,
+    metric: Metric,
+    k: usize,
+    seed: u64,
+) -> filtered::FilteredSetup {
+    let started = Instant::now();
+    let attrs = filter_data::RowAttributes::generate(base, metric, seed);
+    let combos = filter_data::combos(&attrs, queries);
+    eprintln!(
+        "computing exact filtered ground truth: {} combinations × {} queries, scanning only matching rows",
+        combos.len(),
+        queries.rows
+    );
+    let truth = filter_data::filtered_ground_truth(base, queries, metric, k, &attrs, &combos);
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    eprintln!("  attributes, filters and filtered ground truth in {prepare_seconds:.1}s");
+    filtered::FilteredSetup { attrs: Arc::new(attrs), combos, truth, prepare_seconds }
+}
+
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> Result<()> {
     let args = *args.opts;
@@ -271,6 +331,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let prep_args = args.clone();
     let (data, metric, gt_source) =
         tokio::task::spawn_blocking(move || prepare_data(&prep_args)).await.context("data preparation panicked")??;
+    let filtered_setup = if args.filtered {
+        let (base, queries, k, seed) = (data.base.clone(), data.queries.clone(), args.k, args.seed);
+        let setup = tokio::task::spawn_blocking(move || prepare_filtered(&base, &queries, metric, k, seed))
+            .await
+            .context("filtered preparation panicked")?;
+        Some(Arc::new(setup))
+    } else {
+        None
+    };
     let data = Arc::new(data);
     let gt: Matrix<u32> = data.gt.clone().context("ground truth missing")?;
     let queries = Arc::new(data.queries.clone());
@@ -304,7 +373,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             shards: args.shards,
             m: args.m,
             ef_construction: args.ef_construction,
-            ef: args.ef.iter().copied().max().unwrap_or(64),
+            ef: args
+                .collection_ef
+                .or_else(|| if args.filtered { None } else { Some(args.ef.iter().copied().max().unwrap_or(64)) }),
+            attributes: if args.filtered { vec![("u", "int"), ("band", "int")] } else { Vec::new() },
         };
         api.create_collection(&spec).await?;
         eprintln!(
@@ -315,7 +387,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             args.vector_encoding.as_str()
         );
         let started = Instant::now();
-        let result = phases::ingest(&api, &name, data.clone(), args.batch, args.clients, args.vector_encoding).await?;
+        let attrs = filtered_setup.as_ref().map(|f| f.attrs.clone());
+        let result =
+            phases::ingest(&api, &name, data.clone(), attrs, args.batch, args.clients, args.vector_encoding).await?;
         eprintln!(
             "  {} vectors/s acknowledged; ack p50 {:.1} ms p99 {:.1} ms; {} × 429",
             thousands(result.vectors_per_sec),
@@ -355,6 +429,42 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
     }
 
+    let mut filtered_report = None;
+    if let Some(setup) = &filtered_setup {
+        let desc = api.describe(&name).await?.context("the collection disappeared")?;
+        let default_ef = filtered::default_ef_of(&desc)?;
+        eprintln!("[4b/7] filtered search: waiting for the server to go idle first");
+        let idle_cpu_before = filtered::settle(&api, Duration::from_secs(args.settle_timeout)).await;
+        eprintln!(
+            "  {} combinations × ef [default ({default_ef}), {:?}], 1 client, {} consistency",
+            setup.combos.len(),
+            args.ef,
+            args.consistency.as_str()
+        );
+        let spec = filtered::FilteredSpec {
+            collection: &name,
+            k: args.k,
+            efs: &args.ef,
+            default_ef,
+            consistency: args.consistency.as_str(),
+            repeat: args.repeat,
+        };
+        let runs = filtered::measure(&api, &spec, setup, &queries).await?;
+        let idle_cpu_after = filtered::settle(&api, Duration::ZERO).await;
+        filtered_report = Some(filtered::FilteredReport {
+            k: args.k,
+            default_ef,
+            seed: args.seed,
+            repeat: args.repeat,
+            prepare_seconds: setup.prepare_seconds,
+            idle_cpu_before,
+            idle_cpu_after,
+            runs,
+            reference_budget_s: args.filtered_reference_budget,
+            delete: None,
+        });
+    }
+
     eprintln!("[5/7] server memory");
     let server = match api.node().await {
         Ok(v) => Some(v),
@@ -372,9 +482,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         eprintln!("[6/7] hnswlib reference");
         let spec = ReferenceSpec::from_args(&args, metric);
         let (ref_data, ref_gt) = (data.clone(), gt.clone());
+        let filtered_inputs = filtered_setup.clone().zip(filtered_report.as_ref().map(|r| r.default_ef));
+        let (k, budget) = (args.k, args.filtered_reference_budget);
+        let mut filtered_efs = args.ef.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let scratch = Scratch::new()?;
-            reference::run(&spec, &ref_data, &ref_gt, &scratch)
+            let filtered = match filtered_inputs {
+                Some((setup, default_ef)) => {
+                    filtered_efs.push(default_ef);
+                    filtered_efs.sort_unstable();
+                    filtered_efs.dedup();
+                    Some(filtered::write_reference_inputs(&scratch, &setup, &filtered_efs, k, budget)?)
+                }
+                None => None,
+            };
+            reference::run(&spec, &ref_data, &ref_gt, &scratch, filtered.as_deref())
         })
         .await
         .context("reference run panicked")?;
@@ -384,6 +506,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 eprintln!("  warning: the hnswlib reference failed: {e:#}");
                 reference_error = Some(format!("{e:#}"));
             }
+        }
+    }
+
+    if let (Some(fraction), Some(setup), Some(report)) =
+        (args.delete_fraction, filtered_setup.as_ref(), filtered_report.as_mut())
+    {
+        eprintln!("[6b/7] delete by filter: u < {}", (fraction * filter_data::U_RANGE as f64).round());
+        match filtered::delete_by_filter(&api, &name, &setup.attrs, &queries, args.k, fraction).await {
+            Ok(d) => report.delete = Some(d),
+            Err(e) => eprintln!("  error: the delete by filter failed: {e:#}"),
         }
     }
 
@@ -419,6 +551,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         server,
         reference,
         reference_error,
+        filtered: filtered_report,
     };
     println!("{}", report.markdown());
     write_json(args.json_out.as_deref(), &report)

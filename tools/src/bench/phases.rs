@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::client::{Api, Upsert, VectorEncoding, WireVector, stats_summary};
 use super::data::{Dataset, Matrix};
+use super::filter_data::RowAttributes;
 use super::stats::{Progress, Summary, recall_at_k, summarize, thousands};
 
 /// Results of the ingest phase.
@@ -60,26 +61,52 @@ pub(crate) struct SearchResult {
 }
 
 /// Serialises rows `[start, end)` as an upsert body with ids = row numbers.
+#[cfg(test)]
 pub(crate) fn upsert_body(base: &Matrix<f32>, start: usize, end: usize, encoding: VectorEncoding) -> Vec<u8> {
+    upsert_body_with(base, None, start, end, encoding)
+}
+
+/// `upsert_body`, with each row's `u` and `band` attributes when `attrs` is given.
+pub(crate) fn upsert_body_with(
+    base: &Matrix<f32>,
+    attrs: Option<&RowAttributes>,
+    start: usize,
+    end: usize,
+    encoding: VectorEncoding,
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Attrs {
+        u: i32,
+        band: i32,
+    }
     #[derive(Serialize)]
     struct Row<'a> {
         id: u64,
         vector: WireVector<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attributes: Option<Attrs>,
     }
     #[derive(Serialize)]
     struct Body<'a> {
         rows: Vec<Row<'a>>,
     }
-    let rows = (start..end).map(|i| Row { id: i as u64, vector: WireVector::new(base.row(i), encoding) }).collect();
+    let rows = (start..end)
+        .map(|i| Row {
+            id: i as u64,
+            vector: WireVector::new(base.row(i), encoding),
+            attributes: attrs.map(|a| Attrs { u: a.u.values[i], band: a.band.values[i] }),
+        })
+        .collect();
     serde_json::to_vec(&Body { rows }).expect("vectors serialise")
 }
 
-/// Upserts every base vector in batches of `batch` with `clients` concurrent requests,
-/// backing off and retrying on 429.
+/// Upserts every base vector (with its attributes, if given) in batches of `batch` with
+/// `clients` concurrent requests, backing off and retrying on 429.
 pub(crate) async fn ingest(
     api: &Api,
     collection: &str,
     data: Arc<Dataset>,
+    attrs: Option<Arc<RowAttributes>>,
     batch: usize,
     clients: usize,
     encoding: VectorEncoding,
@@ -94,7 +121,7 @@ pub(crate) async fn ingest(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients.max(1) {
-        let (api, data, name) = (api.clone(), data.clone(), collection.to_owned());
+        let (api, data, attrs, name) = (api.clone(), data.clone(), attrs.clone(), collection.to_owned());
         let (next, done, throttled, failed) = (next.clone(), done.clone(), throttled.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -104,7 +131,7 @@ pub(crate) async fn ingest(
                     return Ok::<_, anyhow::Error>(latencies);
                 }
                 let (start, end) = (b * batch, ((b + 1) * batch).min(n));
-                let body = upsert_body(&data.base, start, end, encoding);
+                let body = upsert_body_with(&data.base, attrs.as_deref(), start, end, encoding);
                 let mut backoff = Duration::from_millis(20);
                 loop {
                     match api.upsert(&name, body.clone()).await {

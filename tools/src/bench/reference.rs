@@ -138,7 +138,14 @@ fn prepare_python(explicit: Option<&Path>, scratch: &Scratch) -> Result<PathBuf>
 }
 
 /// Runs the reference and returns its JSON report.
-pub(crate) fn run(spec: &ReferenceSpec, data: &Dataset, gt: &Matrix<u32>, scratch: &Scratch) -> Result<Value> {
+/// `filtered`: the spec of the filtered section (`filtered::write_reference_inputs`).
+pub(crate) fn run(
+    spec: &ReferenceSpec,
+    data: &Dataset,
+    gt: &Matrix<u32>,
+    scratch: &Scratch,
+    filtered: Option<&Path>,
+) -> Result<Value> {
     let python = prepare_python(spec.python.as_deref(), scratch)?;
     let script = match &spec.script {
         Some(p) => p.clone(),
@@ -175,10 +182,11 @@ pub(crate) fn run(spec: &ReferenceSpec, data: &Dataset, gt: &Matrix<u32>, scratc
         .args(["--ef-construction", &spec.ef_construction.to_string()])
         .args(["--ef", &efs])
         .args(["--k", &spec.k.to_string()])
-        .args(["--threads", &spec.threads.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .args(["--threads", &spec.threads.to_string()]);
+    if let Some(f) = filtered {
+        cmd.arg("--filtered").arg(f);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     eprintln!("  reference: {cmd:?}");
     let out = cmd.output().with_context(|| format!("cannot run {}", python.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);

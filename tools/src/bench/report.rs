@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::filtered::FilteredReport;
 use super::phases::{IndexResult, IngestResult, SearchResult};
 use super::stats::thousands;
 
@@ -88,6 +89,9 @@ pub(crate) struct Report {
     /// The reference script's JSON.
     pub(crate) reference: Option<Value>,
     pub(crate) reference_error: Option<String>,
+    /// `--filtered`: filtered search and delete by filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) filtered: Option<FilteredReport>,
 }
 
 fn gib(bytes: f64) -> String {
@@ -160,6 +164,9 @@ impl Report {
         self.strata_table(&mut o);
         if let Some(err) = &self.reference_error {
             let _ = writeln!(o, "hnswlib reference: not run ({err}).\n");
+        }
+        if let Some(f) = &self.filtered {
+            let _ = writeln!(o, "{}", f.markdown(self.reference.as_ref(), self.reference_error.as_deref()));
         }
         let _ = writeln!(
             o,

@@ -2,8 +2,10 @@
 //!
 //! The generator is deterministic for a given seed whatever the number of threads: rows are
 //! produced in fixed-size chunks, each from its own RNG seeded by (seed, chunk index).
-//! Ground truth scans every base vector for every query, spread over `std::thread`s.
+//! Ground truth scans every base vector (or a given subset of rows) for every query, spread
+//! over `std::thread`s.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -21,7 +23,7 @@ const QUERY_SIGMA: f32 = 0.2;
 const CHUNK: usize = 4096;
 
 /// A standard normal sample (Box–Muller).
-fn gaussian(rng: &mut StdRng) -> f32 {
+pub(crate) fn gaussian(rng: &mut StdRng) -> f32 {
     let u1 = 1.0 - rng.random::<f64>(); // (0, 1]
     let u2 = rng.random::<f64>();
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
@@ -31,7 +33,7 @@ fn threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn chunk_rng(seed: u64, stream: u64, chunk: usize) -> StdRng {
+pub(crate) fn chunk_rng(seed: u64, stream: u64, chunk: usize) -> StdRng {
     // SplitMix-style mixing so neighbouring chunks get unrelated streams.
     let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (chunk as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -127,50 +129,104 @@ fn normalised(m: &Matrix<f32>) -> Vec<f32> {
     out
 }
 
-/// Exact top-`k` base rows for every query, best first (ties: lower row id first).
-pub(crate) fn ground_truth(base: &Matrix<f32>, queries: &Matrix<f32>, metric: Metric, k: usize) -> Matrix<u32> {
-    let k = k.min(base.rows);
+/// The vectors as the metric scores them: a normalised copy for cosine, else borrowed.
+pub(crate) fn scored_vectors(m: &Matrix<f32>, metric: Metric) -> Cow<'_, [f32]> {
+    match metric {
+        Metric::Cosine => Cow::Owned(normalised(m)),
+        Metric::Dot | Metric::L2 => Cow::Borrowed(&m.data[..]),
+    }
+}
+
+/// Dot product of two equally long vectors (the ground truth's own kernel).
+pub(crate) fn dot_product(a: &[f32], b: &[f32]) -> f32 {
+    dot(a, b)
+}
+
+/// CPU time this thread has used so far, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `clock_gettime` only writes the timespec we pass.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The rows one brute-force task scores: every base row, or the listed ones.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Rows<'a> {
+    All,
+    Only(&'a [u32]),
+}
+
+/// Exact top-`k` per task, best first (ties: lower row id first), in parallel over
+/// `std::thread`s. Task `t` scores query `task(t).0` against the rows `task(t).1`. Returns
+/// `tasks × k` ids (`u32::MAX` pads tasks with fewer than `k` rows) and the CPU time of
+/// each task's scan on its thread, in nanoseconds.
+pub(crate) fn top_k_tasks<'r>(
+    base: &Matrix<f32>,
+    queries: &Matrix<f32>,
+    metric: Metric,
+    k: usize,
+    tasks: usize,
+    task: &(dyn Fn(usize) -> (usize, Rows<'r>) + Sync),
+) -> (Vec<u32>, Vec<u64>) {
     let dim = base.cols;
-    let (base_data, query_data) = match metric {
-        Metric::Cosine => (normalised(base), normalised(queries)),
-        Metric::Dot | Metric::L2 => (base.data.clone(), queries.data.clone()),
-    };
+    let base_data = scored_vectors(base, metric);
+    let query_data = scored_vectors(queries, metric);
     // Higher key is better for every metric.
     let key = |q: &[f32], b: &[f32]| match metric {
         Metric::Cosine | Metric::Dot => dot(q, b),
         Metric::L2 => -l2_sq(q, b),
     };
-    let mut out = vec![0u32; queries.rows * k];
+    let mut out = vec![u32::MAX; tasks * k];
+    let mut cpu = vec![0u64; tasks];
+    if k == 0 {
+        return (out, cpu);
+    }
     let next = AtomicUsize::new(0);
     let done = std::sync::Arc::new(AtomicUsize::new(0));
-    let progress = (queries.rows * base.rows >= 50_000_000)
-        .then(|| Progress::start("ground truth", "queries", queries.rows, done.clone(), None));
-    let rows_out: Vec<std::sync::Mutex<&mut [u32]>> = out.chunks_mut(k).map(std::sync::Mutex::new).collect();
+    let progress = (tasks * base.rows >= 50_000_000)
+        .then(|| Progress::start("ground truth", "queries", tasks, done.clone(), None));
+    let rows_out: Vec<std::sync::Mutex<(&mut [u32], &mut u64)>> =
+        out.chunks_mut(k).zip(cpu.iter_mut()).map(std::sync::Mutex::new).collect();
     std::thread::scope(|s| {
         for _ in 0..threads() {
             s.spawn(|| {
                 let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
                 loop {
-                    let qi = next.fetch_add(1, Ordering::Relaxed);
-                    if qi >= queries.rows {
+                    let t = next.fetch_add(1, Ordering::Relaxed);
+                    if t >= tasks {
                         break;
                     }
+                    let (qi, rows) = task(t);
+                    let started = thread_cpu_ns();
                     let q = &query_data[qi * dim..(qi + 1) * dim];
                     best.clear();
-                    for (bi, b) in base_data.chunks_exact(dim).enumerate() {
+                    let mut consider = |bi: u32| {
+                        let b = &base_data[bi as usize * dim..(bi as usize + 1) * dim];
                         let score = key(q, b);
-                        if best.len() == k && score <= best[k - 1].0 {
-                            continue;
+                        if best.len() == k {
+                            let (ws, wi) = best[k - 1];
+                            if score < ws || (score == ws && bi > wi) {
+                                return;
+                            }
                         }
                         // Insertion keeps `best` sorted by score desc, then id asc.
-                        let pos = best.partition_point(|&(s, _)| s >= score);
-                        best.insert(pos, (score, bi as u32));
+                        let pos = best.partition_point(|&(s, i)| s > score || (s == score && i < bi));
+                        best.insert(pos, (score, bi));
                         best.truncate(k);
+                    };
+                    match rows {
+                        Rows::All => (0..base.rows as u32).for_each(&mut consider),
+                        Rows::Only(list) => list.iter().copied().for_each(&mut consider),
                     }
-                    let mut slot = rows_out[qi].lock().expect("gt row lock");
-                    for (dst, &(_, id)) in slot.iter_mut().zip(&best) {
+                    let spent = thread_cpu_ns().saturating_sub(started);
+                    let mut slot = rows_out[t].lock().expect("gt row lock");
+                    for (dst, &(_, id)) in slot.0.iter_mut().zip(&best) {
                         *dst = id;
                     }
+                    *slot.1 = spent;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             });
@@ -178,5 +234,12 @@ pub(crate) fn ground_truth(base: &Matrix<f32>, queries: &Matrix<f32>, metric: Me
     });
     drop(rows_out);
     drop(progress);
+    (out, cpu)
+}
+
+/// Exact top-`k` base rows for every query, best first (ties: lower row id first).
+pub(crate) fn ground_truth(base: &Matrix<f32>, queries: &Matrix<f32>, metric: Metric, k: usize) -> Matrix<u32> {
+    let k = k.min(base.rows);
+    let (out, _) = top_k_tasks(base, queries, metric, k, queries.rows, &|q| (q, Rows::All));
     Matrix { rows: queries.rows, cols: k, data: out }
 }

@@ -290,6 +290,7 @@ fn markdown_report_compares_with_reference() {
                         "batch_qps": 7000.0}]
         })),
         reference_error: None,
+        filtered: None,
     };
     let md = report.markdown();
     assert!(md.contains("| 64 | 0.9500 / 0.9700 | 1,000 / 4,000 (0.25×)"), "{md}");
@@ -298,5 +299,6 @@ fn markdown_report_compares_with_reference() {
     assert!(md.contains("| 0.40 / 0.60 / 0.60 | 350 |"), "server CPU per query in the table: {md}");
     let js = serde_json::to_value(&report).unwrap();
     assert_eq!(js["search"][1]["threads"], 4);
+    assert!(js.get("filtered").is_none(), "no filtered section unless --filtered: {js}");
     assert_eq!(js["search"][0]["client_latency_us"]["p50"], 900.0);
 }

@@ -34,12 +34,36 @@ use super::row_filter::RowFilter;
 /// already chosen are fewer than this fraction of what the part would list.
 const TEST_ROWS_BELOW_FRACTION: f64 = 0.25;
 
+/// Rows of several value groups are listed through a bitset of the segment's rows when
+/// at least one row in this many is listed (reading the bitset back costs `n / 64`
+/// words; sorting costs `log m` per row).
+const DENSE_LISTING_ROWS_PER_MATCH: usize = 256;
+
 /// The attribute index of one segment.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AttrIndex {
     pub(crate) rows: u32,
     /// Sorted by key.
     pub(crate) fields: Vec<FieldIndex>,
+}
+
+/// One part of a conjunction being listed (`AttrIndex::matching`).
+struct ConjunctionPart<'f> {
+    /// Rows it is expected to match (exact when `groups` is set).
+    estimate: f64,
+    /// The value groups of an indexed scalar attribute that every filter of this part selects.
+    groups: Option<(&'f FieldIndex, Vec<Range<usize>>)>,
+    /// The conjunction's filters this part stands for.
+    filters: Vec<&'f Filter>,
+}
+
+impl ConjunctionPart<'_> {
+    fn rows(&self, index: &AttrIndex, columns: &[AttrColumn]) -> RoaringBitmap {
+        match &self.groups {
+            Some((field, groups)) => field.rows_of(groups),
+            None => index.matching(self.filters[0], columns),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -167,22 +191,23 @@ impl AttrIndex {
     pub fn matching(&self, filter: &Filter, columns: &[AttrColumn]) -> RoaringBitmap {
         match filter {
             Filter::And(parts) => {
-                let mut parts: Vec<(f64, &Filter)> = parts.iter().map(|p| (self.estimate(p), p)).collect();
-                parts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let mut parts = self.conjunction_parts(parts);
+                parts.sort_by(|a, b| a.estimate.total_cmp(&b.estimate));
                 let mut parts = parts.into_iter();
-                let Some((_, first)) = parts.next() else { return self.all() };
-                let mut chosen = self.matching(first, columns);
-                for (estimate, part) in parts {
+                let Some(first) = parts.next() else { return self.all() };
+                let mut chosen = first.rows(self, columns);
+                // Rows can be tested only with the columns (a caller may pass none).
+                let can_test = columns.len() == self.fields.len();
+                for part in parts {
                     if chosen.is_empty() {
                         break;
                     }
-                    // Rows can be tested only with the columns (a caller may pass none).
-                    let can_test = columns.len() == self.fields.len();
-                    if can_test && (chosen.len() as f64) < estimate * TEST_ROWS_BELOW_FRACTION {
-                        let test = RowFilter::compile(part, columns);
-                        chosen.retain(|row| test.matches(row as usize));
+                    if can_test && (chosen.len() as f64) < part.estimate * TEST_ROWS_BELOW_FRACTION {
+                        let tests: Vec<RowFilter> =
+                            part.filters.iter().map(|f| RowFilter::compile(f, columns)).collect();
+                        chosen.retain(|row| tests.iter().all(|t| t.matches(row as usize)));
                     } else {
-                        chosen &= self.matching(part, columns);
+                        chosen &= part.rows(self, columns);
                     }
                 }
                 chosen
@@ -211,6 +236,41 @@ impl AttrIndex {
                 !matches!(cond, Cond::Exists(_)) && f.list_exclusion(cond).is_none() && f.groups(cond).is_none()
             }),
         }
+    }
+
+    /// The parts of a conjunction, with the conditions on one indexed attribute merged
+    /// into one part listed as the intersection of their value groups: `lo <= x < hi`
+    /// lists only the rows in range, never the rows of either half.
+    fn conjunction_parts<'f>(&'f self, parts: &'f [Filter]) -> Vec<ConjunctionPart<'f>> {
+        let mut out: Vec<ConjunctionPart<'f>> = Vec::with_capacity(parts.len());
+        for part in parts {
+            let grouped = match part {
+                Filter::Field { key, cond } => self
+                    .field(key)
+                    .filter(|f| !matches!(f.values, Values::StrList(_)))
+                    .and_then(|f| Some((f, f.groups(cond)?))),
+                _ => None,
+            };
+            let Some((field, groups)) = grouped else {
+                out.push(ConjunctionPart { estimate: self.estimate(part), groups: None, filters: vec![part] });
+                continue;
+            };
+            let same_field = out.iter_mut().find(|p| p.groups.as_ref().is_some_and(|(f, _)| std::ptr::eq(*f, field)));
+            match same_field {
+                Some(p) => {
+                    let (_, common) = p.groups.as_mut().expect("found by its groups");
+                    *common = intersect(common, &groups);
+                    p.estimate = field.group_rows(common) as f64;
+                    p.filters.push(part);
+                }
+                None => out.push(ConjunctionPart {
+                    estimate: field.group_rows(&groups) as f64,
+                    groups: Some((field, groups)),
+                    filters: vec![part],
+                }),
+            }
+        }
+        out
     }
 
     fn all(&self) -> RoaringBitmap {
@@ -421,17 +481,32 @@ impl FieldIndex {
 
     /// The rows of the given value groups.
     fn rows_of(&self, groups: &[Range<usize>]) -> RoaringBitmap {
-        let mut out = RoaringBitmap::new();
-        for g in groups {
-            let slice = &self.rows[self.offsets[g.start] as usize..self.offsets[g.end] as usize];
-            if g.len() == 1 {
-                // One group's rows are ascending.
-                out |= RoaringBitmap::from_sorted_iter(slice.iter().copied()).unwrap_or_default();
-            } else {
-                out.extend(slice.iter().copied());
-            }
+        let slice = |g: &Range<usize>| &self.rows[self.offsets[g.start] as usize..self.offsets[g.end] as usize];
+        if let [g] = groups
+            && g.len() == 1
+        {
+            // One group's rows are ascending.
+            return RoaringBitmap::from_sorted_iter(slice(g).iter().copied()).unwrap_or_default();
         }
-        out
+        // Rows of several groups interleave and must be put in order first: inserting out
+        // of order into a roaring array container moves the elements after each insert.
+        let total: usize = groups.iter().map(|g| slice(g).len()).sum();
+        let n = self.present.max().map_or(0, |max| max as usize + 1);
+        if total >= n / DENSE_LISTING_ROWS_PER_MATCH {
+            // Many rows: mark them in a bitset of the segment and read it back in order,
+            // O(n / 64 + total), instead of sorting (a 100k-row sort took ~5 ms).
+            let mut bits = vec![0u64; n.div_ceil(64)];
+            for g in groups {
+                for &row in slice(g) {
+                    bits[row as usize / 64] |= 1 << (row % 64);
+                }
+            }
+            return RoaringBitmap::from_sorted_iter(set_bits(&bits)).unwrap_or_default();
+        }
+        let mut rows: Vec<u32> = groups.iter().flat_map(|g| slice(g).iter().copied()).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        RoaringBitmap::from_sorted_iter(rows).unwrap_or_default()
     }
 
     fn memory_bytes(&self) -> usize {
@@ -448,6 +523,20 @@ impl FieldIndex {
             + (self.offsets.len() + self.rows.len()) * 4
             + self.present.serialized_size()
     }
+}
+
+/// The set bits of a bitset, ascending.
+fn set_bits(bits: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    bits.iter().enumerate().flat_map(|(w, &word)| {
+        let mut rest = word;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                w as u32 * 64 + bit
+            })
+        })
+    })
 }
 
 /// The intersection of two sets of value-group ranges, each sorted and disjoint.

@@ -152,3 +152,45 @@ fn selective_conjunctions_list_only_their_selective_part() {
     assert_eq!(index.estimate(&Filter::parse(&json!({"id": {"$gte": 10, "$lt": 20}})).unwrap()), 10.0);
     assert_eq!(index.estimate(&Filter::parse(&json!({"even": true})).unwrap()), 1000.0);
 }
+
+#[test]
+fn conditions_on_one_attribute_are_listed_as_one_range() {
+    // `band` = i % 100: every band's rows interleave with every other band's.
+    let rows: Vec<Attributes> = (0..5000i64)
+        .map(|i| [("band".to_owned(), json!(i % 100)), ("id".to_owned(), json!(i))].into_iter().collect())
+        .collect();
+    let refs: Vec<Option<&Attributes>> = rows.iter().map(Some).collect();
+    let columns = attribute_columns(&refs).unwrap();
+    let index = AttrIndex::build(rows.len(), &columns);
+    let expect = |pred: &dyn Fn(i64) -> bool| (0..5000u32).filter(|&i| pred(i64::from(i % 100))).collect::<Vec<_>>();
+    for columns in [&columns[..], &[]] {
+        let range = Filter::parse(&json!({"band": {"$gte": 40, "$lt": 43, "$ne": 41}})).unwrap();
+        assert_eq!(index.matching(&range, columns).iter().collect::<Vec<_>>(), expect(&|b| b == 40 || b == 42));
+        let split = Filter::parse(&json!({"$and": [{"band": {"$gte": 40}}, {"band": {"$lt": 43}}]})).unwrap();
+        assert_eq!(index.matching(&split, columns).iter().collect::<Vec<_>>(), expect(&|b| (40..43).contains(&b)));
+        let set = Filter::parse(&json!({"band": {"$in": [7, 3, 99]}})).unwrap();
+        assert_eq!(index.matching(&set, columns).iter().collect::<Vec<_>>(), expect(&|b| [3, 7, 99].contains(&b)));
+        // Few rows of several groups (listed by sorting, not through a bitset).
+        let few = Filter::parse(&json!({"id": {"$in": [4999, 3, 2000, 3]}})).unwrap();
+        assert_eq!(index.matching(&few, columns).iter().collect::<Vec<_>>(), vec![3, 2000, 4999]);
+    }
+    assert_eq!(index.estimate(&Filter::parse(&json!({"band": {"$gte": 40, "$lt": 43}})).unwrap()), 150.0);
+}
+
+#[test]
+fn the_planner_scans_few_rows_and_walks_when_a_walk_is_cheaper() {
+    use super::store::{FilterPlan, choose_plan};
+    use strata_index::FilteredWalk;
+    let plan = |matching: f64, rows: usize, ef: usize| choose_plan(matching, rows, ef, true);
+    assert_eq!(plan(0.0, 100_000, 64), FilterPlan::Empty);
+    // Under 4 % always exact (a walk would lose recall), even past 160 · ef.
+    assert_eq!(plan(39_000.0, 1_000_000, 64), FilterPlan::Exact);
+    // Few rows per unit of ef: exact; more, in the middle: the two-hop walk.
+    assert_eq!(plan(5_000.0, 100_000, 64), FilterPlan::Exact);
+    assert_eq!(plan(60_000.0, 1_000_000, 64), FilterPlan::Walk(FilteredWalk::TwoHop));
+    // Most rows match: the plain walk, unless the rows are few (16 · ef / s).
+    assert_eq!(plan(12_500.0, 25_000, 128), FilterPlan::Walk(FilteredWalk::Plain));
+    assert_eq!(plan(4_000.0, 8_000, 128), FilterPlan::Exact);
+    // Without a graph there is nothing to walk.
+    assert_eq!(choose_plan(90_000.0, 100_000, 64, false), FilterPlan::Exact);
+}
