@@ -316,30 +316,22 @@ impl Api {
     /// `POST /search` with every option; the response as JSON.
     pub(crate) async fn search_with(&self, name: &str, vector: &[f32], options: &SearchOptions<'_>) -> Result<Value> {
         let body = search_body(vector, options, self.encoding);
-        let what = format!("POST /v1/collections/{name}/search");
-        let resp = self
-            .http
-            .post(format!("{}/v1/collections/{name}/search", self.query_base))
-            .timeout(Duration::from_secs(120))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.send_error(&what, e))?;
-        if !resp.status().is_success() {
-            return Err(error_of(&what, resp).await);
-        }
-        resp.json().await.with_context(|| format!("{what}: response is not JSON"))
+        self.post(&self.query_base, &format!("/v1/collections/{name}/search"), &body, Duration::from_secs(120)).await
     }
 
     /// `POST {path}` with a JSON body to the node answering reads (`query`) or writes;
     /// the response as JSON.
     pub(crate) async fn post_json(&self, path: &str, body: &Value, query: bool) -> Result<Value> {
-        let what = format!("POST {path}");
         let base = if query { &self.query_base } else { &self.base };
+        self.post(base, path, body, Duration::from_secs(600)).await
+    }
+
+    async fn post(&self, base: &str, path: &str, body: &impl Serialize, timeout: Duration) -> Result<Value> {
+        let what = format!("POST {path}");
         let resp = self
             .http
             .post(format!("{base}{path}"))
-            .timeout(Duration::from_secs(600))
+            .timeout(timeout)
             .json(body)
             .send()
             .await
