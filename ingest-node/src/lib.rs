@@ -24,6 +24,8 @@ mod routing;
 mod routing_tests;
 mod validate;
 mod writer;
+#[cfg(test)]
+mod writer_tests;
 mod writers;
 
 pub use config::IngestConfig;

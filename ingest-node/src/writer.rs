@@ -102,9 +102,26 @@ impl ShardWriter {
             deps.coord.try_acquire(LeaseKind::Writer, &key, &deps.node_id).await?.ok_or_else(|| {
                 Error::retryable(format!("shard {shard} of {:?} is held by another writer", def.name))
             })?;
-        let manifest = manifest::load_latest(deps.store.as_ref(), &paths, None).await?;
-        let tail = wal::read_from(deps.store.as_ref(), &paths, manifest.flushed_seq + 1, usize::MAX).await?;
-        let next_seq = tail.last().map_or(manifest.flushed_seq + 1, |e| e.seq + 1);
+        // A writer that cannot start must not keep the lease: the shard's rendezvous owner
+        // would forward its writes here while this node forwards them back, until the
+        // lease expired or every node restarted.
+        let recovered = async {
+            let manifest = manifest::load_latest(deps.store.as_ref(), &paths, None).await?;
+            let tail = wal::read_from(deps.store.as_ref(), &paths, manifest.flushed_seq + 1, usize::MAX).await?;
+            let next_seq = tail.last().map_or(manifest.flushed_seq + 1, |e| e.seq + 1);
+            let head = Head { wal_seq: next_seq - 1, manifest_version: manifest.version };
+            deps.coord.publish_head(&key, head).await?;
+            Ok::<_, Error>((manifest, tail, next_seq))
+        };
+        let (manifest, tail, next_seq) = match recovered.await {
+            Ok(recovered) => recovered,
+            Err(e) => {
+                if let Err(release) = deps.coord.release(&lease).await {
+                    tracing::warn!(shard = %paths.root(), error = %release, "cannot release the lease of a writer that failed to start");
+                }
+                return Err(e);
+            }
+        };
         let stats = Arc::new(ShardStats::default());
         stats.flushed_seq.store(manifest.flushed_seq, Ordering::Relaxed);
         stats.manifest_version.store(manifest.version, Ordering::Relaxed);
@@ -118,7 +135,6 @@ impl ShardWriter {
         if !memtable.is_empty() {
             tracing::info!(shard = %paths.root(), entries = memtable.len(), "recovered unflushed WAL tail");
         }
-        deps.coord.publish_head(&key, Head { wal_seq: next_seq - 1, manifest_version: manifest.version }).await?;
         let (tx, rx) = mpsc::channel(1024);
         let actor = Actor {
             deps,
