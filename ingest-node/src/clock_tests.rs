@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use object_store::memory::InMemory;
 use strata_coord::InProcess;
-use strata_deps::Deps;
-use strata_storage::cache::{CacheConfig, SegmentCache};
 use strata_storage::manifest;
 use strata_storage::paths::ShardPaths;
-use strata_types::random::Random;
 use strata_types::time::ManualClock;
 use strata_types::{Row, RowId};
 use tokio::sync::watch;
+
+use crate::test_deps;
 
 use crate::IngestConfig;
 
@@ -32,18 +31,8 @@ async fn settle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tail_is_flushed_once_the_clock_says_it_is_flush_age_old() {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-    let cache =
-        SegmentCache::open(&CacheConfig { memory_bytes: 1 << 20, disk_dir: None, ..Default::default() }).await.unwrap();
-    let deps = Deps {
-        store: Arc::new(InMemory::new()),
-        coord: Arc::new(InProcess::new()),
-        clock: clock.clone(),
-        rng: Arc::new(Random::seeded(1)),
-        cache: Arc::new(cache),
-        rpc: strata_rpc::RpcClients::new(Default::default()),
-        node_id: "ingest-clock".into(),
-        metrics: Default::default(),
-    };
+    let deps =
+        test_deps::deps(Arc::new(InMemory::new()), Arc::new(InProcess::new()), clock.clone(), "ingest-clock", 1).await;
     let config = IngestConfig { flush_age_ms: 30_000, ..IngestConfig::default() };
     let (_shutdown, rx) = watch::channel(false);
     let node = crate::start(config, deps.clone(), rx).await.unwrap();

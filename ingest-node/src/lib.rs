@@ -22,6 +22,8 @@ mod ownership;
 mod routing;
 #[cfg(test)]
 mod routing_tests;
+#[cfg(test)]
+mod test_deps;
 mod validate;
 mod writer;
 #[cfg(test)]

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use object_store::memory::InMemory;
 use strata_coord::{Coordination, InProcess, LeaseKind, Member, Role, shard_key};
-use strata_deps::Deps;
-use strata_storage::cache::{CacheConfig, SegmentCache};
 use strata_storage::catalog::{self, NewCollection};
 use strata_types::ErrorKind;
 use strata_types::time::SystemClock;
 use strata_types::{CollectionDef, HnswParams, Metric};
 use tokio::sync::watch;
+
+use crate::test_deps;
 
 use crate::{IngestConfig, IngestNode};
 
@@ -29,19 +29,7 @@ async fn start(ids: &[&str]) -> Pair {
     let (shutdown, rx) = watch::channel(false);
     let mut nodes = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        let cache = SegmentCache::open(&CacheConfig { memory_bytes: 1 << 20, disk_dir: None, ..Default::default() })
-            .await
-            .unwrap();
-        let deps = Deps {
-            store: store.clone(),
-            coord: coord.clone(),
-            clock: Arc::new(SystemClock),
-            rng: Arc::new(strata_types::random::Random::seeded(7)),
-            cache: Arc::new(cache),
-            rpc: strata_rpc::RpcClients::new(Default::default()),
-            node_id: (*id).into(),
-            metrics: Default::default(),
-        };
+        let deps = test_deps::deps(store.clone(), coord.clone(), Arc::new(SystemClock), id, 7).await;
         let member = Member {
             node_id: (*id).into(),
             role: Role::Ingest,

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use object_store::memory::InMemory;
 use object_store::{ObjectStoreExt, PutPayload};
 use strata_coord::{Coordination, InProcess, LeaseKind, shard_key};
-use strata_deps::Deps;
-use strata_storage::cache::{CacheConfig, SegmentCache};
 use strata_storage::paths::ShardPaths;
 use strata_types::time::SystemClock;
 use strata_types::{CollectionDef, HnswParams, Metric};
 use tokio::sync::watch;
+
+use crate::test_deps;
 
 use crate::IngestConfig;
 use crate::metrics::IngestMetrics;
@@ -22,18 +22,7 @@ use crate::writer::ShardWriter;
 async fn a_writer_that_fails_to_start_releases_its_lease() {
     let store: Arc<InMemory> = Arc::new(InMemory::new());
     let coord = Arc::new(InProcess::new());
-    let cache =
-        SegmentCache::open(&CacheConfig { memory_bytes: 1 << 20, disk_dir: None, ..Default::default() }).await.unwrap();
-    let deps = Deps {
-        store: store.clone(),
-        coord: coord.clone(),
-        clock: Arc::new(SystemClock),
-        rng: Arc::new(strata_types::random::Random::seeded(7)),
-        cache: Arc::new(cache),
-        rpc: strata_rpc::RpcClients::new(Default::default()),
-        node_id: "ingest-a".into(),
-        metrics: Default::default(),
-    };
+    let deps = test_deps::deps(store.clone(), coord.clone(), Arc::new(SystemClock), "ingest-a", 7).await;
     let def = Arc::new(CollectionDef {
         id: "c-1".into(),
         name: "c".into(),

@@ -2,8 +2,8 @@
 //!
 //! - `format`: the Arrow IPC encodings of a segment's ids and rows;
 //! - `ids`: the id column and its hash lookup (which row holds an id);
-//! - `attr_index` (+ `attr_index_codec`): per-attribute value → rows index, for filter
-//!   planning, counts and exact filtered scans;
+//! - `attr_index` (+ `attr_index_build`, `attr_index_codec`): per-attribute value → rows
+//!   index, for filter planning, counts and exact filtered scans;
 //! - `row_filter`: a filter bound to a segment's columns, to test single rows in a walk;
 //! - `store`: building a segment from rows (graph included), uploading its files, and
 //!   loading it back through the cache for search and gets.
@@ -11,6 +11,7 @@
 //! File names and paths are `paths`' (`paths::SEGMENT_FILES`).
 
 mod attr_index;
+mod attr_index_build;
 mod attr_index_codec;
 mod format;
 mod ids;
