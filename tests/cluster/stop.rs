@@ -2,7 +2,8 @@
 //! running) ends the process within 10 s, never by flushing; the node gives its writer
 //! leases up on the way out, so the other ingest node writes its shards again long before
 //! the session TTL would have freed them; writes in flight are answered or refused with a
-//! retryable status, and every acknowledged row stays readable.
+//! retryable status, and every acknowledged row stays readable. A query node stopped the
+//! same way hands its shards to the other query node before its session could expire.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,7 +31,7 @@ async fn sigterm_with_a_large_backlog_exits_within_10_s_and_hands_shards_over() 
         ("STRATA__INGEST__FLUSH_AGE_MS", "3600000"),
     ];
     let Some(mut c) = Cluster::start("t-stop", &env) else { return };
-    c.start_nodes(2, 1, 0).await;
+    c.start_nodes(2, 2, 0).await;
     c.create_collection("c", DIM, 4, 1).await;
     let shards = c.wait_settled("query-1", 4, SETTLE).await;
     // The node to stop: the writer of most shards (at least 2 of the 4).
@@ -84,5 +85,29 @@ async fn sigterm_with_a_large_backlog_exits_within_10_s_and_hands_shards_over() 
 
     let mut acked = w.acked.lock().unwrap().clone();
     acked.extend(&backlog);
+    assert_acked_readable(&c, &c.url("query-1"), &acked).await;
+
+    // A query node's stop withdraws its serving records with its session: the other
+    // query node serves every shard long before the TTL would have freed them.
+    let signalled = Instant::now();
+    let took = c.stop_within("query-2", Duration::from_secs(10)).await;
+    println!("query-2 exited {took:?} after SIGTERM");
+    let served = loop {
+        let shards = c.shards("query-1").await;
+        let only_query_1 = |s: &serde_json::Value| {
+            let serving = s["serving"].as_array().map(Vec::as_slice).unwrap_or_default();
+            !serving.is_empty() && serving.iter().all(|r| r["node"] == "query-1" && r["state"] == "serving")
+        };
+        if shards.iter().all(only_query_1) {
+            break signalled.elapsed();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(LONG_TTL_S / 2),
+            "query-1 did not serve the stopped node's shards within {} s (session TTL {LONG_TTL_S} s): {shards:?}",
+            LONG_TTL_S / 2
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("query-1 serves every shard {served:?} after the SIGTERM");
     assert_acked_readable(&c, &c.url("query-1"), &acked).await;
 }
