@@ -7,7 +7,7 @@
 //! availability and durability under failures (ingest kill, etcd wipe, paused writer) are
 //! in `cluster/writes.rs`; bulk import and export across nodes in `cluster/tools.rs`;
 //! attribute filters (search, count, query, delete and update by filter) in
-//! `cluster/filters.rs`.
+//! `cluster/filters.rs`; graceful stop (SIGTERM) with a large backlog in `cluster/stop.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -21,6 +21,8 @@ mod client;
 mod filters;
 #[path = "cluster/harness.rs"]
 mod harness;
+#[path = "cluster/stop.rs"]
+mod stop;
 #[path = "cluster/tools.rs"]
 mod tools;
 #[path = "cluster/writes.rs"]

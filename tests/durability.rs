@@ -5,6 +5,10 @@
 //! with SIGKILL at a random moment, three times; after each restart every acknowledged
 //! upsert must be readable with its exact vector and every acknowledged delete must stay
 //! deleted.
+//!
+//! SIGTERM with a large unflushed backlog (a flush of it running) ends the process within
+//! 10 s, cleanly, without flushing; writes in flight are acknowledged or refused (503), and
+//! after a restart every acknowledged row is there.
 
 // Tests drive real processes and servers in real time.
 #![allow(clippy::disallowed_methods)]
@@ -210,4 +214,74 @@ async fn sigkill_under_concurrent_writes_loses_no_acknowledged_write() {
     let snapshot = acked.lock().unwrap().clone();
     verify(&server.url, &snapshot).await;
     sigkill(&mut server);
+}
+
+/// Upserts batches of 20 unique ids (`base + …`) until the server goes away: 200 is an
+/// acknowledgement, 503 (the writer stopping) and 429 are refusals, anything else fails.
+async fn writer_until_gone(url: String, base: u64, acked: Acked) {
+    let client = reqwest::Client::new();
+    for batch in 0u64.. {
+        let ids: Vec<u64> = (base + batch * 20..base + batch * 20 + 20).collect();
+        let rows: Vec<Value> = ids.iter().map(|&i| json!({"id": i, "vector": vector_of(i)})).collect();
+        match client.post(format!("{url}/v1/collections/d/upsert")).json(&json!({ "rows": rows })).send().await {
+            Ok(r) if r.status().is_success() => {
+                let mut a = acked.lock().unwrap();
+                for &i in &ids {
+                    a.insert(i, Known::Upserted(vector_of(i)));
+                }
+            }
+            Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {}
+            Ok(r) => panic!("unexpected status {} while stopping: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(_) => return, // the server is gone: the write is not acknowledged
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_a_large_backlog_exits_within_10_s_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("strata.toml");
+    // Each shard flushes 10k rows at a time: a graph build of that many rows (many seconds
+    // in a debug build) is running when the signal comes. Age never triggers a flush.
+    std::fs::write(&config, "[ingest]\nflush_rows = 10000\nflush_age_ms = 3600000\n").unwrap();
+    let mut server = start(&data, &config).await;
+    let client = reqwest::Client::new();
+    let body = json!({"name": "d", "dimension": DIM, "metric": "l2", "shards": 2});
+    let created = client.post(format!("{}/v1/collections", server.url)).json(&body).send().await.unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+
+    let acked: Acked = Arc::default();
+    const BACKLOG: u64 = 60_000;
+    for chunk in (0..BACKLOG).collect::<Vec<_>>().chunks(2_000) {
+        let rows: Vec<Value> = chunk.iter().map(|&i| json!({"id": i, "vector": vector_of(i)})).collect();
+        let r = client.post(format!("{}/v1/collections/d/upsert", server.url)).json(&json!({ "rows": rows })).send();
+        let r = r.await.unwrap();
+        assert!(r.status().is_success(), "backlog upsert: {}", r.status());
+        acked.lock().unwrap().extend(chunk.iter().map(|&i| (i, Known::Upserted(vector_of(i)))));
+    }
+    let writers: Vec<_> =
+        (1..=4u64).map(|c| tokio::spawn(writer_until_gone(server.url.clone(), c * 1_000_000, acked.clone()))).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // SAFETY: plain kill(2) on a child we own and have not reaped.
+    assert_eq!(unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) }, 0);
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(10), "standalone did not exit within 10 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("standalone exited {:?} after SIGTERM with a backlog of {BACKLOG} rows", signalled.elapsed());
+    assert!(status.success(), "standalone exited with {status} after SIGTERM");
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    let server = start(&data, &config).await;
+    let snapshot = acked.lock().unwrap().clone();
+    assert!(snapshot.len() > BACKLOG as usize, "no write was acknowledged while stopping");
+    verify(&server.url, &snapshot).await;
 }

@@ -281,6 +281,44 @@ async fn writes_get_429_when_the_unflushed_backlog_is_over_its_bound() {
     t.server.stop().await;
 }
 
+/// A batch is split per shard and each shard's part commits on its own: when one part is
+/// refused (here 429, its shard's backlog over the bound) after another committed, the
+/// error body names the committed shards and ids, and exactly those rows are stored.
+#[tokio::test]
+async fn a_batch_refused_after_a_partial_commit_names_the_committed_rows() {
+    let t = common::start(|c| {
+        c.ingest.backlog_max_rows = 10;
+        c.ingest.flush_rows = 1_000_000;
+        c.ingest.flush_age_ms = 3_600_000;
+    })
+    .await;
+    t.create("c", 2, "l2").await;
+    let of_shard = |shard: u32| (0u64..).filter(move |&i| strata_types::RowId::Int(i).shard(2) == shard);
+    let rows =
+        |ids: &[u64]| json!({"rows": ids.iter().map(|i| json!({"id": i, "vector": [1.0, 2.0]})).collect::<Vec<_>>()});
+    let full: Vec<u64> = of_shard(0).take(10).collect();
+    t.ok("POST", "/v1/collections/c/upsert", Some(rows(&full))).await;
+
+    let refused: Vec<u64> = of_shard(0).skip(10).take(3).collect();
+    let accepted: Vec<u64> = of_shard(1).take(3).collect();
+    let batch: Vec<u64> = refused.iter().chain(&accepted).copied().collect();
+    let (status, v) = t.call("POST", "/v1/collections/c/upsert", Some(rows(&batch))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "resource_exhausted", "{v}");
+    assert_eq!(v["error"]["committed_shards"], json!([1]), "{v}");
+    assert_eq!(v["error"]["committed_ids"], json!(accepted), "{v}");
+
+    let got = t.ok("POST", "/v1/collections/c/get", Some(json!({"ids": batch}))).await;
+    let mut stored: Vec<u64> = got["rows"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    stored.sort_unstable();
+    assert_eq!(stored, accepted, "exactly the committed part is stored");
+    // An error with nothing committed has no such fields.
+    let (status, v) = t.call("POST", "/v1/collections/c/upsert", Some(rows(&refused))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(v["error"].get("committed_shards").is_none() && v["error"].get("committed_ids").is_none(), "{v}");
+    t.server.stop().await;
+}
+
 /// Vectors may be sent as base64 of their little-endian f32 bytes, in upserts and searches,
 /// mixed with JSON arrays; bad base64 is a 400 that writes nothing. A multi-threaded runtime
 /// so that large bodies take the `block_in_place` parse path, as in the server.

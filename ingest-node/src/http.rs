@@ -47,6 +47,13 @@ use crate::IngestNode;
 )]
 pub struct IngestApi;
 
+/// OpenAPI description of a write's 429.
+const BACKLOG_429: &str = "a shard's unflushed backlog is over its bound; retry later. Parts of other shards \
+    may have been committed: see `error.committed_shards` / `error.committed_ids`";
+/// OpenAPI description of a write's 503.
+const RETRY_503: &str = "a shard's writer is unavailable (handover, lost lease, node stopping); retry. Parts \
+    of other shards may have been committed: see `error.committed_shards` / `error.committed_ids`";
+
 /// The ingest role's routes.
 pub fn router(node: IngestNode) -> Router {
     Router::new()
@@ -105,9 +112,14 @@ async fn drop_collection(State(node): State<IngestNode>, Path(name): Path<String
 }
 
 /// Insert or replace rows. Acknowledged once durable in object storage.
+///
+/// The batch is split by shard; each shard's part commits atomically (all its rows or
+/// none) and independently of the others. An error after some parts committed lists them
+/// in `error.committed_shards` and `error.committed_ids` (durable and visible); retrying
+/// the whole batch is safe, since writes are idempotent.
 #[utoipa::path(post, path = "/v1/collections/{name}/upsert", params(("name" = String, Path)), request_body = UpsertRequest,
     responses((status = 200, body = UpsertResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 429, description = "unflushed backlog over its bound; retry later", body = ErrorBody)))]
+        (status = 429, description = BACKLOG_429, body = ErrorBody), (status = 503, description = RETRY_503, body = ErrorBody)))]
 async fn upsert(
     State(node): State<IngestNode>,
     Path(name): Path<String>,
@@ -119,8 +131,14 @@ async fn upsert(
 
 /// Delete rows by id, or every row matching a filter. Acknowledged once durable in object
 /// storage.
+///
+/// The batch is split by shard; each shard's part commits atomically (all its rows or
+/// none) and independently of the others. An error after some parts committed lists them
+/// in `error.committed_shards` and `error.committed_ids` (durable and visible); retrying
+/// the whole batch is safe, since writes are idempotent.
 #[utoipa::path(post, path = "/v1/collections/{name}/delete", params(("name" = String, Path)), request_body = DeleteRequest,
-    responses((status = 200, body = DeleteResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = DeleteResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = BACKLOG_429, body = ErrorBody), (status = 503, description = RETRY_503, body = ErrorBody)))]
 async fn delete_rows(
     State(node): State<IngestNode>,
     Path(name): Path<String>,
@@ -136,8 +154,14 @@ async fn delete_rows(
 
 /// Set or remove attributes of rows selected by id or filter, keeping their vectors.
 /// Acknowledged once durable in object storage.
+///
+/// The batch is split by shard; each shard's part commits atomically (all its rows or
+/// none) and independently of the others. An error after some parts committed lists them
+/// in `error.committed_shards` and `error.committed_ids` (durable and visible); retrying
+/// the whole batch is safe, since writes are idempotent.
 #[utoipa::path(post, path = "/v1/collections/{name}/update", params(("name" = String, Path)), request_body = UpdateRequest,
-    responses((status = 200, body = UpdateResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = UpdateResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, description = BACKLOG_429, body = ErrorBody), (status = 503, description = RETRY_503, body = ErrorBody)))]
 async fn update_rows(
     State(node): State<IngestNode>,
     Path(name): Path<String>,

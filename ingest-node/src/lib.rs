@@ -9,6 +9,8 @@
 //! Entry point: [`start`] with an [`IngestConfig`], injected [`Deps`](strata_deps::Deps)
 //! and a shutdown signal; [`http::router`] exposes the REST API.
 
+#[cfg(test)]
+mod batch_tests;
 mod bulk;
 #[cfg(test)]
 mod clock_tests;

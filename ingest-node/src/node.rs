@@ -174,6 +174,14 @@ impl IngestNode {
         self.router.clone()
     }
 
+    /// Waits, after the shutdown signal given to [`start`], until every shard writer here
+    /// has stopped: group commits in hand answered, queued requests refused (503), running
+    /// flushes abandoned (the WAL holds their rows) and writer leases released. Nothing is
+    /// flushed, so this takes about one WAL put, whatever the backlog.
+    pub async fn stopped(&self) {
+        self.writers.stop_all().await;
+    }
+
     /// Copies the backlog of every shard this node writes into the metrics gauges (called
     /// at scrape time).
     pub async fn export_metrics(&self) {

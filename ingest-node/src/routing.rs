@@ -7,15 +7,20 @@
 //! forwarded write is never forwarded again: the receiver writes with its running writer,
 //! starts one only if it owns the shard, or fails with a retryable error, so a stale view
 //! can cost a retry but never a loop, and a node handing a shard over never takes it back.
+//!
+//! A write is split per shard and each shard's part commits atomically (one WAL entry),
+//! but the parts commit independently: the router waits for every part, and when some
+//! failed it returns the first failure carrying the parts that did commit
+//! ([`Committed`]), so a client refused with 503 or 429 knows which rows landed.
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, try_join_all};
+use futures::future::{BoxFuture, join_all};
 use strata_coord::{LeaseKind, Member, Role, shard_key};
 use strata_deps::{Deps, Resolver};
 use strata_rpc::{Mutation, Selector, ShardWrites};
 use strata_storage::wal::WalOp;
-use strata_types::{CollectionDef, Error, Result};
+use strata_types::{CollectionDef, Committed, Error, Result, RowId};
 
 use crate::config::IngestConfig;
 use crate::validate;
@@ -91,12 +96,11 @@ impl WriteRouter {
         for op in ops {
             per_shard[op.id().shard(def.shards) as usize].push(op);
         }
-        let writes = per_shard
-            .into_iter()
-            .enumerate()
-            .filter(|(_, ops)| !ops.is_empty())
-            .map(|(shard, ops)| self.send_to_writer(def, shard as u32, ops));
-        try_join_all(writes).await?;
+        let writes = per_shard.into_iter().enumerate().filter(|(_, ops)| !ops.is_empty()).map(|(shard, ops)| {
+            let ids = ops.iter().map(|op| op.id().clone()).collect();
+            (shard as u32, ids, self.send_to_writer(def, shard as u32, ops))
+        });
+        all_parts(writes).await?;
         Ok(())
     }
 
@@ -133,15 +137,24 @@ impl WriteRouter {
                     .collect()
             }
         };
-        let changes = per_shard.into_iter().map(|(shard, mutation)| async move {
-            match self.write_target(&def.id, shard).await {
-                Some(node) => {
-                    self.deps.rpc.node(&node.grpc_url)?.mutate_shard(&def.name, &def.id, shard, mutation).await
+        let changes = per_shard.into_iter().map(|(shard, mutation)| {
+            let ids = match &mutation {
+                Mutation::Delete(Selector::Ids(ids)) | Mutation::Update { selector: Selector::Ids(ids), .. } => {
+                    ids.clone()
                 }
-                None => self.writers.start(def, shard).await?.mutate(mutation).await,
-            }
+                _ => Vec::new(),
+            };
+            let change = async move {
+                match self.write_target(&def.id, shard).await {
+                    Some(node) => {
+                        self.deps.rpc.node(&node.grpc_url)?.mutate_shard(&def.name, &def.id, shard, mutation).await
+                    }
+                    None => self.writers.start(def, shard).await?.mutate(mutation).await,
+                }
+            };
+            (shard, ids, change)
         });
-        Ok(try_join_all(changes).await?.into_iter().sum())
+        Ok(all_parts(changes).await?.into_iter().sum())
     }
 
     /// Resolves once everything acknowledged before the call is in segments, on every
@@ -153,7 +166,7 @@ impl WriteRouter {
                 None => self.writers.start(def, shard).await?.flush().await,
             }
         });
-        try_join_all(flushes).await?;
+        futures::future::try_join_all(flushes).await?;
         Ok(())
     }
 
@@ -165,6 +178,49 @@ impl WriteRouter {
         }
         Ok(def)
     }
+}
+
+/// Runs every shard's part of a write (`(shard, ids in it, the part)`) to its end — none
+/// is dropped in flight, so the outcome of each is known — and returns their results, or
+/// the failure of the lowest failed shard. When other parts did commit, that failure says
+/// which ([`Committed`]): they are durable, and a retry of the whole write is safe since
+/// upserts, deletes and attribute updates are idempotent.
+pub(crate) async fn all_parts<T>(
+    parts: impl IntoIterator<Item = (u32, Vec<RowId>, impl Future<Output = Result<T>>)>,
+) -> Result<Vec<T>> {
+    let (keys, futures): (Vec<(u32, Vec<RowId>)>, Vec<_>) =
+        parts.into_iter().map(|(shard, ids, part)| ((shard, ids), part)).unzip();
+    let results = join_all(futures).await;
+    if results.iter().all(Result::is_ok) {
+        return Ok(results.into_iter().map(|r| r.expect("all ok")).collect());
+    }
+    let mut committed = Committed::default();
+    let mut failed: Option<(u32, Error)> = None;
+    for ((shard, ids), result) in keys.into_iter().zip(results) {
+        match result {
+            Ok(_) => {
+                committed.shards.push(shard);
+                committed.ids.extend(ids);
+            }
+            Err(e) => {
+                if failed.as_ref().is_none_or(|(first, _)| shard < *first) {
+                    failed = Some((shard, e));
+                }
+            }
+        }
+    }
+    let (shard, error) = failed.expect("some part failed");
+    if committed.shards.is_empty() {
+        return Err(error);
+    }
+    committed.shards.sort_unstable();
+    let shards: Vec<String> = committed.shards.iter().map(u32::to_string).collect();
+    let message = format!(
+        "shard {shard}'s part was not committed ({error}); the parts of shard(s) {} were committed and are durable \
+         (each shard's part is atomic; retrying the whole request is safe)",
+        shards.join(", ")
+    );
+    Err(Error::new(error.kind(), message).with_committed(committed))
 }
 
 /// The receiving side of write forwarding: always local, never forwarded again. Input

@@ -11,7 +11,11 @@
 //! - nothing is acknowledged before its WAL object exists;
 //! - finding our sequence taken by someone else (another writer epoch) means we lost the
 //!   shard: the actor fails its pending requests and stops, never writing again;
-//! - at most one flush runs per shard, so manifests advance `flushed_seq` in order.
+//! - at most one flush runs per shard, so manifests advance `flushed_seq` in order;
+//! - a writer that stops (shutdown, lost lease, handover) finishes the group commit in
+//!   hand, refuses what is still queued (503, never acknowledged), abandons its running
+//!   flush and releases its lease. A stop never flushes: the WAL already holds every
+//!   acknowledged write, and the shard's next writer replays it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,6 +33,7 @@ use strata_types::CollectionDef;
 use strata_types::time::{ClockExt, Ticker};
 use strata_types::{Error, ErrorKind, Result};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::config::IngestConfig;
 use crate::flush::{self, IdCache};
@@ -84,6 +89,8 @@ pub(crate) struct ShardWriter {
     pub stats: Arc<ShardStats>,
     config: Arc<IngestConfig>,
     collection: String,
+    /// The actor; it ends once it has stopped and released the lease.
+    actor: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ShardWriter {
@@ -152,9 +159,20 @@ impl ShardWriter {
             flush_waiters: Vec::new(),
             unsure_attempt: None,
             deferred: None,
+            flush_task: None,
         };
-        tokio::spawn(actor.run(rx, shutdown));
-        Ok(ShardWriter { shard, tx, stats, config, collection: def.name.clone() })
+        let actor = std::sync::Mutex::new(Some(tokio::spawn(actor.run(rx, shutdown))));
+        Ok(ShardWriter { shard, tx, stats, config, collection: def.name.clone(), actor })
+    }
+
+    /// Resolves once the actor has ended: its last group commit answered, its lease
+    /// released. Only the first caller waits; the actor ends on shutdown or when every
+    /// handle to it is dropped.
+    pub async fn stopped(&self) {
+        let actor = self.actor.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(actor) = actor {
+            let _ = actor.await;
+        }
     }
 
     /// Appends `ops` to the WAL; resolves with the entry's sequence once it is durable.
@@ -215,6 +233,11 @@ impl ShardWriter {
     }
 }
 
+/// Resolves once `shutdown` is (or already was) true, or its sender is gone.
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 fn stopped_error() -> Error {
     Error::retryable("the shard writer stopped (shutdown or lost lease); retry")
 }
@@ -244,6 +267,8 @@ struct Actor {
     /// A mutation that arrived while a group commit was being gathered: it runs right
     /// after that group.
     deferred: Option<Command>,
+    /// The running flush, abandoned when the writer stops.
+    flush_task: Option<AbortHandle>,
 }
 
 type FlushResult = (Result<Manifest>, IdCache);
@@ -284,13 +309,26 @@ impl Actor {
                         break;
                     }
                 }
-                _ = shutdown.changed() => break,
+                // `wait_for` also sees a shutdown that happened before this writer started.
+                () = stop_requested(&mut shutdown) => break,
             }
             self.answer_flush_waiters();
             self.maybe_start_flush(&done_tx);
         }
         self.stats.stopped.store(true, Ordering::Relaxed);
-        let _ = self.deps.coord.release(&self.lease).await;
+        // A stop does not wait for the flush: its rows are durable in the WAL, which the
+        // next writer replays; what it uploaded without a manifest is garbage collection's.
+        // (A segment build already running off the runtime finishes unobserved.)
+        if let Some(flush) = self.flush_task.take() {
+            flush.abort();
+        }
+        // Queued requests are refused (their reply senders drop: "writer stopped", 503)
+        // before the lease goes, so none of them can be written after the successor starts.
+        drop(rx);
+        if let Err(e) = self.deps.coord.release(&self.lease).await {
+            tracing::warn!(shard = %self.paths.root(), error = %e, "could not release the writer lease; it expires with the session");
+        }
+        tracing::debug!(shard = %self.paths.root(), "shard writer stopped");
     }
 
     /// Gathers a group commit: every request already queued (those that arrived while the
@@ -488,7 +526,7 @@ impl Actor {
         let (deps, def, paths, config) = (self.deps.clone(), self.def.clone(), self.paths.clone(), self.config.clone());
         let metrics = self.metrics.clone();
         let (epoch, hint, done_tx) = (self.lease.epoch, self.manifest.version, done_tx.clone());
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let started = deps.clock.now();
             let ops: usize = entries.iter().map(|e| e.ops.len()).sum();
             let target = flush::FlushTarget {
@@ -506,6 +544,7 @@ impl Actor {
             }
             let _ = done_tx.send((result, ids)).await;
         });
+        self.flush_task = Some(task.abort_handle());
     }
 
     async fn flush_finished(&mut self, result: Result<Manifest>) {

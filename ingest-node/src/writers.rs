@@ -3,12 +3,16 @@
 //! starts writers (taking the lease, recovering the unflushed WAL tail) and drops them
 //! (which releases the lease) — it decides nothing about *which* shards this node should
 //! write: that is ownership's (`ownership.rs`) and routing's (`routing.rs`).
+//!
+//! Once the node shuts down the registry starts no writer (a write routed here then gets a
+//! retryable error instead of taking a lease back), and [`WriterRegistry::stop_all`] waits
+//! for the running ones to step down.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use strata_deps::Deps;
-use strata_types::{CollectionDef, Result};
+use strata_types::{CollectionDef, Error, Result};
 use tokio::sync::{Mutex, watch};
 
 use crate::config::IngestConfig;
@@ -46,6 +50,10 @@ impl WriterRegistry {
     /// The shard's writer, started (lease taken, WAL tail recovered) if none runs.
     pub async fn start(&self, def: &Arc<CollectionDef>, shard: u32) -> Result<Arc<ShardWriter>> {
         let mut writers = self.writers.lock().await;
+        // Checked under the lock `stop_all` takes: no writer starts after it drained them.
+        if *self.shutdown.borrow() {
+            return Err(Error::retryable("this node is shutting down; retry (another node takes over its shards)"));
+        }
         let slot = (def.id.clone(), shard);
         if let Some(w) = writers.get(&slot) {
             if !w.is_stopped() {
@@ -80,6 +88,13 @@ impl WriterRegistry {
             }
             keep
         });
+    }
+
+    /// After shutdown was signalled: waits until every writer has answered its last group
+    /// commit and released its lease, so the shard's next writer can start at once.
+    pub async fn stop_all(&self) {
+        let writers: Vec<Arc<ShardWriter>> = self.writers.lock().await.drain().map(|(_, w)| w).collect();
+        futures::future::join_all(writers.iter().map(|w| w.stopped())).await;
     }
 
     /// Drops every writer of a collection incarnation (it was dropped).

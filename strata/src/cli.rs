@@ -104,7 +104,11 @@ async fn run_role(role: Role, args: NodeArgs) -> anyhow::Result<()> {
 /// Runs the command line (the whole of `strata`'s `main`).
 pub fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run(Cli::parse()))
+    let result = runtime.block_on(run(Cli::parse()));
+    // Dropping the runtime would wait for every blocking task, e.g. a segment build of a
+    // large backlog that a stopping node no longer needs (see `node::RUNTIME_STOP`).
+    runtime.shutdown_timeout(node::RUNTIME_STOP);
+    result
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

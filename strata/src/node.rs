@@ -6,8 +6,18 @@
 //! Two modes share this code: `standalone` (every role, local filesystem, in-process
 //! coordination) and a cluster role (`ingest-node`, `query-node`, `compactor`: the
 //! configured object store, etcd, gRPC between nodes).
+//!
+//! Stopping (SIGTERM, SIGINT) takes seconds whatever the backlog, well inside the 30 s
+//! grace of compose and Kubernetes: the node stops taking requests, leaves the cluster,
+//! lets its shard writers answer the group commit in hand and release their leases, gives
+//! in-flight requests a moment, ends its coordination session (whatever it still holds goes
+//! at once, not after the TTL) and exits. It never flushes on the way out: every
+//! acknowledged write is already in the WAL, and the shard's next writer replays it. Each
+//! step is bounded ([`STOP_STEPS`]), so an unreachable etcd or a stuck request cannot hold
+//! the process; what a step leaves behind expires with the session TTL.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,7 +33,7 @@ use strata_storage::instrumented_store::InstrumentedStore;
 use strata_storage::store;
 use strata_types::metrics::Metrics;
 use strata_types::random::Random;
-use strata_types::time::{Clock, SystemClock};
+use strata_types::time::{self, Clock, SystemClock};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -118,22 +128,79 @@ impl Node {
         Ok(Node { mode, router, deps, ingest, query, compactor, rpc_service, config, shutdown })
     }
 
-    /// Leaves the cluster (others re-route at once instead of waiting for the session to
-    /// expire), stops background work and flushes the cache.
+    /// Stops the node: [`Node::leave`], then [`Node::close`].
     pub async fn stop(self) {
-        if let Err(e) = self.deps.coord.deregister(&self.deps.node_id).await {
-            tracing::warn!(error = %e, "could not leave the cluster; the session expiry will");
+        self.leave().await;
+        self.close().await;
+    }
+
+    /// Leaves the cluster (others re-route at once instead of waiting for the session to
+    /// expire), signals every role to stop and waits (bounded) until the shard writers
+    /// have answered their last group commit and released their writer leases, so the
+    /// shards' next writers take them at once. Requests still in flight afterwards are
+    /// answered or refused (503); nothing is flushed.
+    pub async fn leave(&self) {
+        let clock = self.deps.clock.as_ref();
+        match time::timeout(clock, STOP_STEPS.deregister, self.deps.coord.deregister(&self.deps.node_id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not leave the cluster; the session expiry will"),
+            Err(_) => tracing::warn!("leaving the cluster timed out; the session expiry will end the membership"),
         }
         let _ = self.shutdown.send(true);
-        // End the session so whatever the roles still hold goes at once, not after the TTL.
-        if let Err(e) = self.deps.coord.close().await {
-            tracing::warn!(error = %e, "could not end the coordination session; it will expire");
+        if let Some(ingest) = &self.ingest
+            && time::timeout(clock, STOP_STEPS.writers, ingest.stopped()).await.is_err()
+        {
+            tracing::warn!("shard writers did not all stop in time; their leases go with the session");
         }
-        if let Err(e) = self.deps.cache.close().await {
-            tracing::warn!(error = %e, "closing the cache failed");
+    }
+
+    /// Ends the coordination session, so whatever the roles still hold (serving records,
+    /// compaction leases, a writer lease a timed-out release left) goes at once, not after
+    /// the TTL; then writes the cache's index to disk.
+    pub async fn close(self) {
+        let clock = self.deps.clock.as_ref();
+        match time::timeout(clock, STOP_STEPS.session, self.deps.coord.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not end the coordination session; it will expire"),
+            Err(_) => tracing::warn!("ending the coordination session timed out; it will expire"),
+        }
+        match time::timeout(clock, STOP_STEPS.cache, self.deps.cache.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "closing the cache failed"),
+            Err(_) => tracing::warn!("closing the cache timed out"),
         }
     }
 }
+
+/// Bounds of the steps of a stop. They add up to 8 s, and the runtime then gets
+/// [`RUNTIME_STOP`]: a node exits within 10 s of SIGTERM even with etcd unreachable.
+pub(crate) struct StopSteps {
+    /// Removing the membership records.
+    deregister: Duration,
+    /// Shard writers answering their last group commit and releasing their leases: one
+    /// WAL put and one etcd request each, in parallel.
+    writers: Duration,
+    /// Requests in flight when the signal came finishing (REST; gRPC is not waited for).
+    drain: Duration,
+    /// Revoking the coordination session.
+    session: Duration,
+    /// Writing the cache's index.
+    cache: Duration,
+}
+
+pub(crate) const STOP_STEPS: StopSteps = StopSteps {
+    deregister: Duration::from_millis(1_500),
+    writers: Duration::from_millis(3_000),
+    drain: Duration::from_millis(1_500),
+    session: Duration::from_millis(1_000),
+    cache: Duration::from_millis(1_000),
+};
+
+/// How long the runtime waits for its tasks once `main`'s future returned. Work still
+/// running then — a segment build or a merge off the runtime, whose result nobody needs
+/// any more — is abandoned rather than waited for: a flush of a large backlog takes
+/// minutes, and its rows are durable in the WAL anyway.
+pub(crate) const RUNTIME_STOP: Duration = Duration::from_millis(500);
 
 /// Registers every role of this process as a cluster member.
 async fn register(mode: Mode, config: &Config, deps: &Deps) -> anyhow::Result<()> {
@@ -217,18 +284,24 @@ pub async fn serve(node: Node) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        why = grpc_failed => {
-            let _ = stop_tx.send(true);
-            node.stop().await;
-            anyhow::bail!("{why}");
-        }
-    }
+    let failed = tokio::select! {
+        _ = shutdown_signal() => None,
+        why = grpc_failed => Some(why),
+    };
+    // No new connections or requests from here; those in flight go on.
     let _ = stop_tx.send(true);
-    let _ = rest.await;
-    node.stop().await;
-    Ok(())
+    node.leave().await;
+    // In-flight writes have been answered by their writers or are refused now; give the
+    // responses a moment to go out.
+    if time::timeout(node.deps.clock.as_ref(), STOP_STEPS.drain, rest).await.is_err() {
+        tracing::warn!("requests still in flight at shutdown were cut off");
+    }
+    node.close().await;
+    tracing::info!("stopped");
+    match failed {
+        None => Ok(()),
+        Some(why) => anyhow::bail!("{why}"),
+    }
 }
 
 async fn shutdown_signal() {

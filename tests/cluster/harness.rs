@@ -268,14 +268,30 @@ impl Cluster {
     /// SIGTERM and wait (bounded) for a graceful exit.
     #[allow(dead_code)] // harness API for tests of graceful shutdown
     pub async fn stop(&mut self, id: &str) {
+        self.stop_within(id, Duration::from_secs(15)).await;
+    }
+
+    /// SIGTERM, then wait until the process exits, at most `bound` (else panic); the time
+    /// it took. The exit must be a clean one (status 0).
+    pub async fn stop_within(&mut self, id: &str, bound: Duration) -> Duration {
         let node = self.node_mut(id);
         node.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while node.child.as_mut().unwrap().try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "node {id} did not exit within 15 s of SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let signalled = Instant::now();
+        let status = loop {
+            if let Some(status) = node.child.as_mut().unwrap().try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                signalled.elapsed() < bound,
+                "node {id} did not exit within {bound:?} of SIGTERM; log tail:\n{}",
+                node.log_tail(20)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let took = signalled.elapsed();
         node.child = None;
+        assert!(status.success(), "node {id} exited with {status} after SIGTERM; log tail:\n{}", node.log_tail(20));
+        took
     }
 
     /// Starts a stopped or killed node again: same id, ports and data directory.

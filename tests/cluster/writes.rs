@@ -24,20 +24,20 @@ use crate::{SETTLE, assert_all_readable, assert_exact_matches, flush, write};
 
 /// State shared by the writer tasks of a test.
 #[derive(Default)]
-struct Writers {
-    acked: Mutex<Vec<u64>>,
+pub(crate) struct Writers {
+    pub(crate) acked: Mutex<Vec<u64>>,
     /// Ids acknowledged after `mark` was set (e.g. after a kill).
-    acked_after_mark: AtomicUsize,
-    mark: AtomicBool,
+    pub(crate) acked_after_mark: AtomicUsize,
+    pub(crate) mark: AtomicBool,
     /// Batches that found no ingest node to acknowledge them within their deadline.
-    unacked: Mutex<Vec<String>>,
-    stop: AtomicBool,
+    pub(crate) unacked: Mutex<Vec<String>>,
+    pub(crate) stop: AtomicBool,
 }
 
 /// Writes batches of 25 unique ids (`task * 10^6 + …`) until `stop`, each through the
 /// ingest nodes `urls()` returns at each attempt (rotated), retrying 503 / 429 / transport
 /// errors for up to 12 s per batch.
-async fn writer(api: Api, task: u64, w: Arc<Writers>, urls: impl Fn() -> Vec<String> + Send + Sync) {
+pub(crate) async fn writer(api: Api, task: u64, w: Arc<Writers>, urls: impl Fn() -> Vec<String> + Send + Sync) {
     for batch in 0u64.. {
         if w.stop.load(Ordering::Relaxed) {
             return;
@@ -66,7 +66,7 @@ async fn writer(api: Api, task: u64, w: Arc<Writers>, urls: impl Fn() -> Vec<Str
 
 /// Every acknowledged id is returned by `get` on query node `url`; if not, says whether
 /// the missing ids show up 5 s later (late) or not (lost).
-async fn assert_acked_readable(c: &Cluster, url: &str, acked: &[u64]) {
+pub(crate) async fn assert_acked_readable(c: &Cluster, url: &str, acked: &[u64]) {
     let found = c.api.get_ids(url, "c", acked).await;
     let missing: Vec<u64> = acked.iter().copied().filter(|i| !found.contains(i)).collect();
     if missing.is_empty() {

@@ -5,7 +5,8 @@
 //! from the error's kind: invalid → 400 (`invalid_argument`), not found → 404, conflict →
 //! 409, overloaded → 429 (`resource_exhausted`), retryable → 503 (`unavailable`),
 //! internal → 500. Malformed JSON and wrong content types are 400/415 with the parser's
-//! explanation.
+//! explanation. A write split across shards that failed after some shards' parts were
+//! committed lists them in `committed_shards` and `committed_ids`.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
-use strata_types::{Error, ErrorKind};
+use strata_types::{Committed, Error, ErrorKind, RowId};
 
 /// The error body of every failed request.
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,6 +33,17 @@ pub struct ErrorDetail {
     pub code: String,
     /// What is wrong, for humans.
     pub message: String,
+    /// Only on a failed multi-shard upsert, delete or update of which some shards' parts
+    /// were committed (each shard's part is atomic): those shards, ascending. Their rows
+    /// are durable; the other shards' parts were not acknowledged. Retrying the whole
+    /// request is safe (upserts, deletes and attribute updates are idempotent), or retry
+    /// only the rows not in `committed_ids`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_shards: Option<Vec<u32>>,
+    /// With `committed_shards`: the ids of the rows in those parts (empty when rows were
+    /// selected by a filter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_ids: Option<Vec<RowId>>,
 }
 
 /// An error on its way to becoming an HTTP response.
@@ -40,11 +52,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// What a failed multi-shard write committed (see [`ErrorDetail::committed_shards`]).
+    pub committed: Option<Committed>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), committed: None }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
@@ -64,7 +78,8 @@ impl From<Error> for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %err, "request failed");
         }
-        Self::new(status, code, err.to_string())
+        let committed = err.committed().cloned();
+        Self { committed, ..Self::new(status, code, err.to_string()) }
     }
 }
 
@@ -83,7 +98,12 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        let (committed_shards, committed_ids) = match self.committed {
+            Some(Committed { shards, ids }) => (Some(shards), Some(ids)),
+            None => (None, None),
+        };
+        let error = ErrorDetail { code: self.code.to_owned(), message: self.message, committed_shards, committed_ids };
+        let body = ErrorBody { error };
         (self.status, Json(body)).into_response()
     }
 }

@@ -3,8 +3,13 @@
 //! are the caller's fault, `Conflict` means someone else won a create-only commit,
 //! `Retryable` is transient (overload, a storage hiccup) and `Internal` is a bug or
 //! corruption.
+//!
+//! An error of a write split across shards may also say which shards' parts were
+//! committed before it failed ([`Committed`]), since each part is atomic on its own.
 
 use std::fmt;
+
+use crate::RowId;
 
 /// What kind of failure an [`Error`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +35,20 @@ pub struct Error {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Set on the error of a multi-shard write of which some shards' parts were committed.
+    committed: Option<Box<Committed>>,
+}
+
+/// The parts of a failed multi-shard write that are durable: a batch is split per shard,
+/// each shard's part commits atomically (one WAL entry) or not at all, so these parts were
+/// applied and will stay; the other parts were not acknowledged (and may or may not have
+/// been applied, if their failure left the outcome unknown).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Shards whose part was committed, ascending.
+    pub shards: Vec<u32>,
+    /// Ids of the rows in those parts (empty when the write selected rows by filter).
+    pub ids: Vec<RowId>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,7 +65,7 @@ impl fmt::Display for Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self { kind, message: message.into(), source: None, committed: None }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, message)
@@ -80,6 +99,17 @@ impl Error {
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);
         self
+    }
+
+    /// Records which parts of a multi-shard write were committed before this error.
+    pub fn with_committed(mut self, committed: Committed) -> Self {
+        self.committed = Some(Box::new(committed));
+        self
+    }
+
+    /// The parts of a multi-shard write committed before this error, if any.
+    pub fn committed(&self) -> Option<&Committed> {
+        self.committed.as_deref()
     }
 
     pub fn kind(&self) -> ErrorKind {

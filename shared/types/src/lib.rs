@@ -21,5 +21,5 @@ pub mod model;
 pub mod random;
 pub mod time;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Committed, Error, ErrorKind, Result};
 pub use model::*;
