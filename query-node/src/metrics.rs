@@ -53,7 +53,8 @@ impl QueryMetrics {
             filter_plans: metrics.counter_vec(
                 "strata_query_filter_plans_total",
                 "Filtered searches of one segment by plan: empty (no row matches), exact (the matching rows \
-                 scored), walk (filtered graph walk), two_hop (walk with two-hop expansion).",
+                 scored), walk (filtered graph walk), bounded_walk (a walk that gives way to the exact \
+                 scan when it turns out costly), two_hop (walk with two-hop expansion).",
                 &["plan"],
             ),
         }

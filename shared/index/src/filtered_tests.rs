@@ -219,6 +219,30 @@ fn k_beyond_the_passing_rows_returns_all_of_them() {
 }
 
 #[test]
+fn a_bounded_walk_is_the_walk_within_its_budget_and_gives_up_past_it() {
+    let f = fixture();
+    let (passes, queries) = filter(f, Kind::Uncorrelated, 0.3);
+    let is_deleted = |row: u32| f.deleted[row as usize];
+    let pass = |row: u32| passes[row as usize];
+    for walk in [FilteredWalk::Plain, FilteredWalk::TwoHop] {
+        for q in queries.chunks_exact(DIM).take(20) {
+            DISTANCES.with(|d| d.set(0));
+            let full = f.graph.search_filtered(&f.vectors, DIM, Space::L2, q, K, EF, &is_deleted, &pass, walk);
+            let scored = DISTANCES.with(|d| d.get()) as usize;
+            let within = |max: usize| {
+                f.graph.search_filtered_within(&f.vectors, DIM, Space::L2, q, K, EF, &is_deleted, &pass, walk, max)
+            };
+            // Every distance but the entry point's and the upper layers' is a layer-0 score,
+            // so a budget of all of them is never exceeded...
+            assert_eq!(within(scored).as_ref(), Some(&full), "{walk:?}");
+            assert_eq!(within(usize::MAX), Some(full), "{walk:?}");
+            // ...and a walk that must score more than a handful of rows gives up.
+            assert_eq!(within(4), None, "{walk:?}");
+        }
+    }
+}
+
+#[test]
 fn degenerate_filtered_searches_do_not_panic() {
     let walks = [FilteredWalk::Plain, FilteredWalk::TwoHop];
     let none = |_: u32| false;
@@ -346,6 +370,75 @@ fn filtered_plans_at_scale() {
                 line += &format!(" {recall:.3} | {micros:.0} | {distances:.0} |");
             }
             println!("{line}");
+        }
+    }
+}
+
+/// The numbers behind the storage planner's bounded plain walk: at 200k clustered 128-d
+/// rows, filters matching a slab at the far end of a random direction (queries from the
+/// other half of it) or random rows, recall@10, µs and distances per query of the exact
+/// scan, the plain walk, the two-hop walk at ef 64…512, and the plain walk bounded at
+/// `budget · ef / s` scored rows with the scan as its fallback (what the planner runs).
+/// `cargo test -p strata-index --release -- --ignored --nocapture anti_correlated_filters_at_scale`
+#[test]
+#[ignore]
+#[allow(clippy::disallowed_methods)]
+fn anti_correlated_filters_at_scale() {
+    let mut rng = StdRng::seed_from_u64(2024);
+    let (mut vectors, _) = clustered(&mut rng, SCALE_ROWS / 200, SCALE_ROWS + 4 * SCALE_QUERIES, SCALE_DIM, 2.0);
+    let candidates = vectors.split_off(SCALE_ROWS * SCALE_DIM);
+    let graph = Graph::build(&vectors, SCALE_DIM, Space::L2, GraphParams::default());
+    let direction: Vec<f32> = (0..SCALE_DIM).map(|_| rng.random::<f32>() - 0.5).collect();
+    let project = |v: &[f32]| v.iter().zip(&direction).map(|(a, b)| a * b).sum::<f32>();
+    let projections: Vec<f32> = vectors.chunks_exact(SCALE_DIM).map(project).collect();
+    let mut sorted = projections.clone();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[SCALE_ROWS / 2];
+    let queries: Vec<f32> = candidates
+        .chunks_exact(SCALE_DIM)
+        .filter(|q| project(q) < median)
+        .take(SCALE_QUERIES)
+        .flat_map(|q| q.iter().copied())
+        .collect();
+    let none = |_: u32| false;
+    println!("| filter | s | plan | recall | µs | distances |");
+    println!("|---|---|---|---|---|---|");
+    for (anti, selectivity) in [(true, 0.05), (true, 0.1), (true, 0.2), (true, 0.5), (false, 0.1), (false, 0.5)] {
+        let kind = if anti { "anti-correlated" } else { "uncorrelated" };
+        let threshold = sorted[((1.0 - selectivity) * SCALE_ROWS as f64) as usize];
+        let mut bits = vec![0u64; SCALE_ROWS.div_ceil(64)];
+        for (row, &p) in projections.iter().enumerate() {
+            if if anti { p >= threshold } else { rng.random::<f64>() < selectivity } {
+                bits[row / 64] |= 1 << (row % 64);
+            }
+        }
+        let passes = |row: u32| bits[row as usize / 64] >> (row % 64) & 1 != 0;
+        let truth: Vec<HashSet<u32>> = queries
+            .chunks_exact(SCALE_DIM)
+            .map(|q| brute_force(&vectors, SCALE_DIM, Space::L2, q, K, &|r| !passes(r)).iter().map(|c| c.row).collect())
+            .collect();
+        let scan = |q: &[f32]| brute_force_rows(&vectors, SCALE_DIM, Space::L2, q, K, &mut ones(&bits), &none);
+        let mut line = |plan: String, (recall, micros, distances): (f64, f64, f64)| {
+            println!("| {kind} | {selectivity} | {plan} | {recall:.3} | {micros:.0} | {distances:.0} |")
+        };
+        line("scan".into(), measure(&queries, &truth, &scan));
+        for ef in [64, 128, 256, 512] {
+            for walk in [FilteredWalk::Plain, FilteredWalk::TwoHop] {
+                let r = measure(&queries, &truth, &|q| {
+                    graph.search_filtered(&vectors, SCALE_DIM, Space::L2, q, K, ef, &none, &passes, walk)
+                });
+                line(format!("{walk:?} ef {ef}"), r);
+            }
+        }
+        for budget in [16.0, 24.0, 32.0] {
+            let max_scored = (budget * 64.0 / selectivity) as usize;
+            let r = measure(&queries, &truth, &|q| {
+                let walk = FilteredWalk::Plain;
+                graph
+                    .search_filtered_within(&vectors, SCALE_DIM, Space::L2, q, K, 64, &none, &passes, walk, max_scored)
+                    .unwrap_or_else(|| scan(q))
+            });
+            line(format!("plain bounded at {budget} · ef / s, then scan"), r);
         }
     }
 }

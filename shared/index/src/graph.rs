@@ -263,6 +263,28 @@ impl Graph {
     ) -> Vec<Candidate> {
         filtered::search_filtered(self, vectors, dim, space, query, k, ef, is_deleted, passes, walk)
     }
+
+    /// [`Graph::search_filtered`] that gives up (`None`) once layer 0 has scored more
+    /// than `max_scored` rows: for a caller with a bounded alternative (an exact scan of
+    /// the matching rows) when the walk turns out to need far more work than the
+    /// filter's selectivity predicted, as it does for filters anti-correlated with the
+    /// query.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search_filtered_within(
+        &self,
+        vectors: &[f32],
+        dim: usize,
+        space: Space,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        is_deleted: &dyn Fn(u32) -> bool,
+        passes: &dyn Fn(u32) -> bool,
+        walk: FilteredWalk,
+        max_scored: usize,
+    ) -> Option<Vec<Candidate>> {
+        filtered::search_filtered_within(self, vectors, dim, space, query, k, ef, is_deleted, passes, walk, max_scored)
+    }
 }
 
 #[cfg(test)]

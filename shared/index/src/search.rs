@@ -277,6 +277,25 @@ pub(super) fn search_with<W: Walk>(
     is_deleted: &dyn Fn(u32) -> bool,
     walk: W,
 ) -> Vec<Candidate> {
+    search_bounded(graph, vectors, dim, space, query, k, ef, is_deleted, walk, usize::MAX).unwrap_or_default()
+}
+
+/// [`search_with`], abandoned (`None`) once layer 0 has scored more than `max_scored`
+/// rows: for callers with a cheaper way to finish a walk that turns out expensive.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn search_bounded<W: Walk>(
+    graph: &Graph,
+    vectors: &[f32],
+    dim: usize,
+    space: Space,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    is_deleted: &dyn Fn(u32) -> bool,
+    walk: W,
+    max_scored: usize,
+) -> Option<Vec<Candidate>> {
     let n = graph.n as usize;
     let shapes_match = dim > 0 && query.len() == dim && Some(vectors.len()) == n.checked_mul(dim);
     debug_assert!(
@@ -286,16 +305,16 @@ pub(super) fn search_with<W: Walk>(
         query.len()
     );
     if k == 0 || n == 0 || !shapes_match {
-        return Vec::new();
+        return Some(Vec::new());
     }
-    let beam = Beam { graph, vectors, dim, query, ef: ef.max(k), is_deleted };
+    let beam = Beam { graph, vectors, dim, query, ef: ef.max(k), is_deleted, max_scored };
     let mut best = VISITED.with(|cell| match cell.try_borrow_mut() {
         Ok(mut visited) => with_metric!(space, |m| beam.run(m, &mut visited, walk)),
         // Re-entered from inside a callback on this thread: use a private set.
         Err(_) => with_metric!(space, |m| beam.run(m, &mut Visited::new(), walk)),
-    });
+    })?;
     best.truncate(k);
-    best.into_iter().map(Candidate::from).collect()
+    Some(best.into_iter().map(Candidate::from).collect())
 }
 
 /// The inputs of one graph query.
@@ -306,6 +325,8 @@ pub(super) struct Beam<'a> {
     query: &'a [f32],
     ef: usize,
     pub(super) is_deleted: &'a dyn Fn(u32) -> bool,
+    /// Rows layer 0 may score before the search is abandoned.
+    max_scored: usize,
 }
 
 impl Beam<'_> {
@@ -315,8 +336,9 @@ impl Beam<'_> {
         &self.vectors[start..start + self.dim]
     }
 
-    /// Returns up to `ef` rows `walk` admits, ascending.
-    fn run<M: Metric, W: Walk>(&self, m: M, visited: &mut Visited, walk: W) -> Vec<Scored> {
+    /// Returns up to `ef` rows `walk` admits, ascending; `None` once layer 0 scored more
+    /// than `max_scored` rows.
+    fn run<M: Metric, W: Walk>(&self, m: M, visited: &mut Visited, walk: W) -> Option<Vec<Scored>> {
         let graph = self.graph;
         let entry = Scored { dist: m.eval(self.query, self.vector(graph.entry)), row: graph.entry };
         let mut heaps = Heaps::with_capacity(self.ef);
@@ -325,7 +347,7 @@ impl Beam<'_> {
         // greedy descent, and tombstoned or failing rows are valid stepping stones.
         for layer_graph in graph.upper.iter().rev() {
             let layer = Layer { ef: 1, filter: false, look_ahead: None };
-            seeds = self.layer(m, visited, &mut heaps, &seeds, layer, Every, |row| layer_graph.neighbours_of(row));
+            seeds = self.layer(m, visited, &mut heaps, &seeds, layer, Every, |row| layer_graph.neighbours_of(row))?;
         }
         // Layer 0 looks ahead: its slots are found without a load, and it does nearly
         // all the expansions.
@@ -334,7 +356,8 @@ impl Beam<'_> {
     }
 
     /// Best-first search of one layer from `seeds`, keeping the `ef` best rows (only
-    /// those `walk` admits when `filter`), returned ascending.
+    /// those `walk` admits when `filter`), returned ascending; `None` once a filtered
+    /// layer scored more than `max_scored` rows.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn layer<'g, M: Metric, W: Walk>(
@@ -346,7 +369,7 @@ impl Beam<'_> {
         Layer { ef, filter, look_ahead }: Layer<'_>,
         walk: W,
         neighbours: impl Fn(u32) -> &'g [u32],
-    ) -> Vec<Scored> {
+    ) -> Option<Vec<Scored>> {
         let Heaps { candidates, results, batch, bridges } = heaps;
         candidates.clear();
         results.clear();
@@ -365,6 +388,7 @@ impl Beam<'_> {
         }
         // Distance of the worst kept result (infinite while nothing is kept).
         let mut bound = results.peek().map_or(f32::INFINITY, |s| s.dist);
+        let mut scored = 0usize;
 
         while let Some(Reverse(c)) = candidates.pop() {
             if results.len() >= ef && c.dist > bound {
@@ -388,6 +412,10 @@ impl Beam<'_> {
             // ...and the vector of every row to score, so their misses overlap.
             batch.clear();
             walk.gather(self, visited, list, batch, bridges, results.len() < ef);
+            scored += batch.len();
+            if filter && scored > self.max_scored {
+                return None;
+            }
             for &nb in batch.iter() {
                 let d = m.eval(self.query, self.vector(nb));
                 if results.len() < ef || d < bound {
@@ -406,7 +434,7 @@ impl Beam<'_> {
         // Drain rather than `into_sorted_vec` so the heap keeps its buffer for the next layer.
         let mut out: Vec<Scored> = results.drain().collect();
         out.sort_unstable();
-        out
+        Some(out)
     }
 }
 
@@ -434,7 +462,7 @@ pub(super) trait Walk: Copy {
 /// The unfiltered walk (also `FilteredWalk::Plain`, whose callback folds the filter
 /// into `is_deleted`): every unvisited neighbour is scored, tombstones are never results.
 #[derive(Clone, Copy)]
-struct Every;
+pub(super) struct Every;
 
 impl Walk for Every {
     #[inline(always)]

@@ -191,6 +191,10 @@ fn the_planner_scans_few_rows_and_walks_when_a_walk_is_cheaper() {
     // Most rows match: the plain walk, unless the rows are few (16 · ef / s).
     assert_eq!(plan(12_500.0, 25_000, 128), FilterPlan::Walk(FilteredWalk::Plain));
     assert_eq!(plan(4_000.0, 8_000, 128), FilterPlan::Exact);
+    // Under 30 % the plain walk is bounded: (16 / s + 32) · ef scored rows, then the scan.
+    assert_eq!(plan(100_000.0, 1_000_000, 64), FilterPlan::BoundedWalk { max_scored: (160 + 32) * 64 });
+    assert_eq!(plan(290_000.0, 1_000_000, 64).label(), "bounded_walk");
+    assert_eq!(plan(300_000.0, 1_000_000, 64), FilterPlan::Walk(FilteredWalk::Plain));
     // Without a graph there is nothing to walk.
     assert_eq!(choose_plan(90_000.0, 100_000, 64, false), FilterPlan::Exact);
 }

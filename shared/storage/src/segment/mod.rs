@@ -22,6 +22,8 @@ mod store;
 mod attr_index_tests;
 #[cfg(test)]
 mod format_tests;
+#[cfg(test)]
+mod store_tests;
 
 pub use attr_index::AttrIndex;
 pub use format::{AttrColumn, DecodedRows, decode_ids, decode_rows, encode_ids, encode_rows};
