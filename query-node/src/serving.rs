@@ -11,6 +11,10 @@
 //! below its serving replicas during a handoff. Shards of dropped collections are given up
 //! at once; shards loaded on demand (not assigned) are unloaded after a minute unused.
 //!
+//! While this node is missing from the view (its etcd session lapsed: etcd down, stalled
+//! or restarted), it gives nothing up: it keeps serving its last-known assignment until
+//! it is a member again (decision 0011).
+//!
 //! State: the assignments and how far loading got ([`Serving`] owns them); the shards
 //! themselves belong to shard hosting, which this loop tells what to load and unload.
 
@@ -20,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use strata_coord::{ClusterView, ServeState, ServingRecord, shard_key};
+use strata_coord::{ClusterView, Role, ServeState, ServingRecord, shard_key};
 use strata_deps::Deps;
 use strata_storage::catalog;
 use strata_types::time::ClockExt;
@@ -116,7 +120,13 @@ impl Serving {
             }
         }
 
-        let held: Vec<Slot> = lock(&self.assigned).keys().cloned().collect();
+        // Not in the view as a live query member: this node's session lapsed (etcd down or
+        // stalled, or restarted and not yet re-registered). What the view says about
+        // assignments then reflects a transient loss, not a rebalance: keep serving what
+        // was assigned (decision 0011). Harmless even if the shard has moved meanwhile:
+        // reads come from object storage, and this node writes nothing for it.
+        let me_live = view.member(Role::Query, me).is_some();
+        let held: Vec<Slot> = if me_live { lock(&self.assigned).keys().cloned().collect() } else { Vec::new() };
         for slot in held {
             if wanted.contains(&slot) {
                 continue;
