@@ -3,6 +3,10 @@
 //! data — fails no read. Strong and eventual searches and gets, through both query nodes
 //! (shards are spread over them, so reads also cross nodes over gRPC), must all answer 200,
 //! complete, with every row acknowledged before the outage found.
+//!
+//! Writes meanwhile are refused with 503 and `Retry-After` (nothing can be acknowledged
+//! without publishing its head), never answered otherwise; every write acknowledged is
+//! readable afterwards, and writes are accepted again once etcd is back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::client::{Api, DIM, top_id, vector_of};
+use crate::client::{Api, DIM, rows, top_id, vector_of};
 use crate::harness::{Cluster, Role};
 use crate::{SETTLE, flush, write};
 
@@ -50,6 +54,45 @@ async fn reader(api: Api, url: String, stop: Arc<AtomicBool>) -> Reads {
     reads
 }
 
+/// What the writer task saw.
+#[derive(Default)]
+struct Writes {
+    acked: Vec<u64>,
+    /// 503s and 429s, each with `Retry-After`.
+    refused: usize,
+    /// Requests that got no answer within the client's 10 s.
+    unanswered: usize,
+    /// Anything else: a 503 without `Retry-After`, another status.
+    wrong: Vec<String>,
+}
+
+/// Upserts batches of 5 new ids (from 100,001) through `url` until `stop`.
+async fn writer(url: String, stop: Arc<AtomicBool>) -> Writes {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let mut writes = Writes::default();
+    let mut next = 100_001u64;
+    while !stop.load(Ordering::Relaxed) {
+        let ids: Vec<u64> = (next..next + 5).collect();
+        next += 5;
+        let sent = client.post(format!("{url}/v1/collections/c/upsert")).json(&rows(&ids)).send().await;
+        let Ok(resp) = sent else {
+            writes.unanswered += 1;
+            continue;
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().get("retry-after").is_some();
+        match status {
+            200 => writes.acked.extend(ids),
+            503 | 429 if retry_after => {
+                writes.refused += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => writes.wrong.push(format!("{status} (Retry-After: {retry_after}): {:?}", resp.text().await)),
+        }
+    }
+    writes
+}
+
 /// `strata_query_head_fallbacks_total` on the node at `url`.
 async fn fallbacks(url: &str) -> f64 {
     let text = reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap();
@@ -75,6 +118,7 @@ async fn reads_survive_a_30s_etcd_outage() {
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> =
         c.urls(Role::Query).into_iter().map(|url| tokio::spawn(reader(c.api.clone(), url, stop.clone()))).collect();
+    let writes = tokio::spawn(writer(c.urls(Role::Ingest)[0].clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let outage = Instant::now();
@@ -95,6 +139,15 @@ async fn reads_survive_a_30s_etcd_outage() {
         ok += r.ok;
         failures.extend(r.failures);
     }
+    let writes = writes.await.unwrap();
+    println!(
+        "writes: {} ids acknowledged, {} batches refused with Retry-After, {} unanswered, {} wrong",
+        writes.acked.len(),
+        writes.refused,
+        writes.unanswered,
+        writes.wrong.len()
+    );
+    assert!(writes.wrong.is_empty(), "writes answered wrongly: {:?}", &writes.wrong[..writes.wrong.len().min(5)]);
     let mut fell_back = 0.0;
     for url in c.urls(Role::Query) {
         fell_back += fallbacks(&url).await;
@@ -115,5 +168,12 @@ async fn reads_survive_a_30s_etcd_outage() {
 
     // The cluster re-forms, and everything written before is still readable everywhere.
     c.wait_settled("query-1", 4, SETTLE).await;
-    crate::assert_all_readable(&c, "c", &ids).await;
+    let after: Vec<u64> = (900_001..=900_050).collect();
+    let ingest = c.urls(Role::Ingest);
+    let targets = || ingest.clone();
+    let body = rows(&after);
+    let accepted = c.api.post_retrying(&targets, "/v1/collections/c/upsert", &body, Instant::now() + SETTLE).await;
+    accepted.unwrap_or_else(|e| panic!("writes were not accepted again after the outage: {e}"));
+    let all: Vec<u64> = ids.iter().chain(&writes.acked).chain(&after).copied().collect();
+    crate::assert_all_readable(&c, "c", &all).await;
 }
