@@ -11,9 +11,10 @@
 //! below its serving replicas during a handoff. Shards of dropped collections are given up
 //! at once; shards loaded on demand (not assigned) are unloaded after a minute unused.
 //!
-//! While this node is missing from the view (its etcd session lapsed: etcd down, stalled
-//! or restarted), it gives nothing up: it keeps serving its last-known assignment until
-//! it is a member again (decision 0011).
+//! While etcd is unreachable the view stops changing, so the node keeps serving its
+//! last-known assignment. A shard for which the view names no eligible owner at all (every
+//! session expired while etcd was down, or every node drains) is never given up: nobody
+//! would take it over (decision 0011).
 //!
 //! State: the assignments and how far loading got ([`Serving`] owns them); the shards
 //! themselves belong to shard hosting, which this loop tells what to load and unload.
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use strata_coord::{ClusterView, Role, ServeState, ServingRecord, shard_key};
+use strata_coord::{ClusterView, ServeState, ServingRecord, shard_key};
 use strata_deps::Deps;
 use strata_storage::catalog;
 use strata_types::time::ClockExt;
@@ -120,23 +121,23 @@ impl Serving {
             }
         }
 
-        // Not in the view as a live query member: this node's session lapsed (etcd down or
-        // stalled, or restarted and not yet re-registered). What the view says about
-        // assignments then reflects a transient loss, not a rebalance: keep serving what
-        // was assigned (decision 0011). Harmless even if the shard has moved meanwhile:
-        // reads come from object storage, and this node writes nothing for it.
-        let me_live = view.member(Role::Query, me).is_some();
-        let held: Vec<Slot> = if me_live { lock(&self.assigned).keys().cloned().collect() } else { Vec::new() };
+        let held: Vec<Slot> = lock(&self.assigned).keys().cloned().collect();
         for slot in held {
             if wanted.contains(&slot) {
                 continue;
             }
             let (id, shard) = (&slot.0, slot.1);
             let def = defs.iter().find(|d| d.id == *id);
+            // With no eligible owner at all (the view lost every query member: etcd was
+            // restarted and sessions expired; or every node drains) nobody would take the
+            // shard over, so it stays here (decision 0011). Serving a shard that may have
+            // moved is harmless: reads come from object storage; this node writes nothing.
             let handed_over = def.is_none_or(|def| {
-                desired(&view, def, shard)
-                    .iter()
-                    .all(|n| view.serving_of(id, shard).any(|r| r.node_id == *n && r.state == ServeState::Serving))
+                let owners = desired(&view, def, shard);
+                !owners.is_empty()
+                    && owners
+                        .iter()
+                        .all(|n| view.serving_of(id, shard).any(|r| r.node_id == *n && r.state == ServeState::Serving))
             });
             if handed_over {
                 tracing::info!(collection_id = %id, shard, "no longer serving the shard");

@@ -45,10 +45,10 @@ impl Resolver {
         let store = deps.store.as_ref();
         match (published, &cached) {
             (Ok(Some(published)), Some((version, def))) if *version == published => return Ok(def.clone()),
-            (Err(Unavailable), Some((version, def))) => {
-                if catalog::read_entry(store, name, version + 1).await?.is_none() {
-                    return Ok(def.clone());
-                }
+            (Err(Unavailable), Some((version, def)))
+                if catalog::read_entry(store, name, version + 1).await?.is_none() =>
+            {
+                return Ok(def.clone());
             }
             _ => {}
         }
