@@ -7,7 +7,8 @@
 //! availability and durability under failures (ingest kill, etcd wipe, paused writer) are
 //! in `cluster/writes.rs`; bulk import and export across nodes in `cluster/tools.rs`;
 //! attribute filters (search, count, query, delete and update by filter) in
-//! `cluster/filters.rs`; graceful stop (SIGTERM) with a large backlog in `cluster/stop.rs`.
+//! `cluster/filters.rs`; graceful stop (SIGTERM) with a large backlog in `cluster/stop.rs`;
+//! reads through a 30 s etcd outage in `cluster/etcd_outage.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -17,6 +18,8 @@
 
 #[path = "cluster/client.rs"]
 mod client;
+#[path = "cluster/etcd_outage.rs"]
+mod etcd_outage;
 #[path = "cluster/filters.rs"]
 mod filters;
 #[path = "cluster/harness.rs"]

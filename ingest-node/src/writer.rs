@@ -158,6 +158,7 @@ impl ShardWriter {
             ids: Some(IdCache::default()),
             flush_waiters: Vec::new(),
             unsure_attempt: None,
+            unpublished: None,
             deferred: None,
             flush_task: None,
         };
@@ -264,6 +265,8 @@ struct Actor {
     flush_waiters: Vec<(u64, oneshot::Sender<Result<()>>)>,
     /// An attempt whose outcome is unknown (the put errored, but may have landed).
     unsure_attempt: Option<(u64, u64)>,
+    /// A head whose publishing failed (etcd unreachable): published before anything more.
+    unpublished: Option<Head>,
     /// A mutation that arrived while a group commit was being gathered: it runs right
     /// after that group.
     deferred: Option<Command>,
@@ -438,6 +441,17 @@ impl Actor {
             }
             return !fenced;
         }
+        // While heads cannot be published, nothing can be acknowledged (decision 0011):
+        // refuse before writing, rather than fill the WAL with entries the clients retry.
+        if let Some(head) = self.unpublished {
+            if let Err(e) = self.deps.coord.publish_head(&self.key, head).await {
+                for r in replies {
+                    let _ = r.send(Err(Error::retryable(format!("cannot publish the shard's head ({e}); retry"))));
+                }
+                return true;
+            }
+            self.unpublished = None;
+        }
         let entry = WalEntry {
             seq: self.next_seq,
             writer_epoch: self.lease.epoch,
@@ -456,6 +470,7 @@ impl Actor {
                 // client's retry (upserts and deletes are idempotent) is harmless.
                 let head = Head { wal_seq: seq, manifest_version: self.manifest.version };
                 let published = self.deps.coord.publish_head(&self.key, head).await;
+                self.unpublished = published.is_err().then_some(head);
                 for r in replies {
                     let _ = r.send(match &published {
                         Ok(()) => Ok(seq),

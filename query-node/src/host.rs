@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use prometheus::IntCounterVec;
-use strata_coord::shard_key;
+use prometheus::{IntCounter, IntCounterVec};
+use strata_coord::{HeadHints, shard_key};
 use strata_deps::{Deps, Resolver};
 use strata_rpc::{
     Hit, ShardCount, ShardGet, ShardReads, ShardRow, ShardScan, ShardScanRequest, ShardSearch, ShardStats,
@@ -59,6 +59,10 @@ pub(crate) struct ShardHost {
     started: Instant,
     /// `strata_query_filter_plans_total`, by plan.
     filter_plans: IntCounterVec,
+    /// Bounded head reads for every shard held here (decision 0011).
+    hints: Arc<HeadHints>,
+    /// `strata_query_head_fallbacks_total`.
+    head_fallbacks: IntCounter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -71,10 +75,22 @@ impl ShardHost {
         config: Arc<QueryConfig>,
         resolver: Arc<Resolver>,
         filter_plans: IntCounterVec,
+        head_fallbacks: IntCounter,
     ) -> ShardHost {
         let pool = SearchPool::new(config.search_threads);
         let started = deps.clock.now();
-        ShardHost { deps, config, resolver, pool, shards: Mutex::default(), started, filter_plans }
+        let hints = Arc::new(HeadHints::default());
+        ShardHost {
+            deps,
+            config,
+            resolver,
+            pool,
+            shards: Mutex::default(),
+            started,
+            filter_plans,
+            hints,
+            head_fallbacks,
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -100,7 +116,13 @@ impl ShardHost {
                 let def = self.resolver.by_id(&self.deps, collection_id).await?;
                 validate::shard(&def, shard)?;
                 let fresh = Arc::new(LocalShard {
-                    reader: ShardReader::new(self.deps.clone(), def, shard),
+                    reader: ShardReader::new(
+                        self.deps.clone(),
+                        def,
+                        shard,
+                        self.hints.clone(),
+                        self.head_fallbacks.clone(),
+                    ),
                     last_used_ms: AtomicU64::new(0),
                 });
                 lock(&self.shards).entry(slot).or_insert(fresh).clone()
@@ -228,7 +250,11 @@ impl ShardHost {
     /// The shard's statistics as this node sees it (strongly consistent).
     pub async fn describe(&self, collection_id: &str, shard: u32) -> Result<ShardStats> {
         let local = self.shard(collection_id, shard, self.freshness(false)).await?;
-        let head = self.deps.coord.head(&shard_key(collection_id, shard)).await?.unwrap_or_default();
+        // The head only adds what the writer acknowledged beyond what was applied here; the
+        // shard was refreshed above, so without it (coordination down) the count is exact.
+        let key = shard_key(collection_id, shard);
+        let head = self.hints.read(self.deps.coord.as_ref(), self.deps.clock.as_ref(), &key).await;
+        let head = head.ok().flatten().unwrap_or_default();
         let state = local.reader.read();
         let m = &state.manifest;
         Ok(ShardStats {

@@ -34,4 +34,6 @@ pub use config::QueryConfig;
 pub use node::{QueryNode, start};
 
 #[cfg(test)]
+mod outage_tests;
+#[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The query role's Prometheus series: rows and segments of every shard held here and
-//! the load progress (copied in at scrape time), shard load times, serving handoffs, and
-//! the plans filtered searches take.
+//! the load progress (copied in at scrape time), shard load times, serving handoffs, the
+//! plans filtered searches take, and reads that fell back to probing object storage
+//! because etcd could not tell a head.
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use strata_types::metrics::{JOB_BUCKETS, Metrics};
@@ -17,6 +18,9 @@ pub(crate) struct QueryMetrics {
     pub handoffs: IntCounter,
     /// Segment searches with a filter, by the plan chosen (`FilterPlan::label`).
     pub filter_plans: IntCounterVec,
+    /// Shard refreshes that probed object storage because coordination could not tell
+    /// the head (decision 0011).
+    pub head_fallbacks: IntCounter,
 }
 
 /// One shard held by this node, as the gauges show it.
@@ -57,6 +61,12 @@ impl QueryMetrics {
                  scan when it turns out costly), two_hop (walk with two-hop expansion).",
                 &["plan"],
             ),
+            head_fallbacks: metrics.counter(
+                "strata_query_head_fallbacks_total",
+                "Shard refreshes of reads that probed object storage for the newest manifest and WAL entries \
+                 because coordination (etcd) could not tell the shard's head: down, stalled past the bound, or \
+                 presumed down after a recent failure.",
+            ),
         }
     }
 
@@ -96,6 +106,7 @@ mod tests {
             "strata_query_shards_serving",
             "strata_query_shard_load_seconds",
             "strata_coord_handoffs_total",
+            "strata_query_head_fallbacks_total",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
         }

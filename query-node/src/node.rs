@@ -44,7 +44,13 @@ pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bo
     let config = Arc::new(config);
     let resolver = Arc::new(Resolver::default());
     let metrics = Arc::new(QueryMetrics::register(&deps.metrics));
-    let host = Arc::new(ShardHost::new(deps.clone(), config.clone(), resolver.clone(), metrics.filter_plans.clone()));
+    let host = Arc::new(ShardHost::new(
+        deps.clone(),
+        config.clone(),
+        resolver.clone(),
+        metrics.filter_plans.clone(),
+        metrics.head_fallbacks.clone(),
+    ));
     let router = Arc::new(Router::new(deps.clone(), config.clone(), resolver.clone(), host.clone()));
     let serving = Arc::new(Serving::new(deps.clone(), host.clone(), metrics.clone()));
     let wire = Arc::new(WireReads { deps, config, resolver, host: host.clone() });

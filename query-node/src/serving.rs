@@ -11,6 +11,11 @@
 //! below its serving replicas during a handoff. Shards of dropped collections are given up
 //! at once; shards loaded on demand (not assigned) are unloaded after a minute unused.
 //!
+//! While etcd is unreachable the view stops changing, so the node keeps serving its
+//! last-known assignment. A shard for which the view names no eligible owner at all (every
+//! session expired while etcd was down, or every node drains) is never given up: nobody
+//! would take it over (decision 0011).
+//!
 //! State: the assignments and how far loading got ([`Serving`] owns them); the shards
 //! themselves belong to shard hosting, which this loop tells what to load and unload.
 
@@ -123,10 +128,16 @@ impl Serving {
             }
             let (id, shard) = (&slot.0, slot.1);
             let def = defs.iter().find(|d| d.id == *id);
+            // With no eligible owner at all (the view lost every query member: etcd was
+            // restarted and sessions expired; or every node drains) nobody would take the
+            // shard over, so it stays here (decision 0011). Serving a shard that may have
+            // moved is harmless: reads come from object storage; this node writes nothing.
             let handed_over = def.is_none_or(|def| {
-                desired(&view, def, shard)
-                    .iter()
-                    .all(|n| view.serving_of(id, shard).any(|r| r.node_id == *n && r.state == ServeState::Serving))
+                let owners = desired(&view, def, shard);
+                !owners.is_empty()
+                    && owners
+                        .iter()
+                        .all(|n| view.serving_of(id, shard).any(|r| r.node_id == *n && r.state == ServeState::Serving))
             });
             if handed_over {
                 tracing::info!(collection_id = %id, shard, "no longer serving the shard");

@@ -11,6 +11,12 @@
 //! (acknowledged ⇒ the WAL object exists). An `eventual` read refreshes only if the last
 //! refresh is older than `eventual_max_lag_ms`.
 //!
+//! Heads are hints (decision 0011): a read waits for one at most `HEAD_READ_TIMEOUT`
+//! ([`HeadHints`]), and when coordination cannot tell it (down, stalled, or presumed down
+//! after a recent failure) the refresh probes object storage exactly as with no head
+//! published, so reads keep their guarantees while etcd is down. An `eventual` read never
+//! waits on coordination once it is presumed down.
+//!
 //! Search: every segment is searched with a filter that drops its tombstoned rows and rows
 //! whose id the tail decides (a newer upsert or a delete), inside the graph walk, so such
 //! rows never take a top-k slot; the tail is searched exactly; results merge by distance.
@@ -19,7 +25,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use roaring::RoaringBitmap;
+use strata_coord::{HeadHints, Unavailable};
 use strata_deps::Deps;
 use strata_index::Candidate;
 use strata_storage::manifest::{self, Manifest};
@@ -88,10 +96,14 @@ pub(crate) struct ShardReader {
     /// When the newest check that found the state current (a full refresh, or the head
     /// fast path) started: an `eventual` read within `max_age` of it needs no check at all.
     confirmed: std::sync::Mutex<Option<Instant>>,
+    /// Bounded head reads, shared by every shard of the node.
+    hints: Arc<HeadHints>,
+    /// `strata_query_head_fallbacks_total`.
+    fallbacks: IntCounter,
 }
 
 impl ShardReader {
-    pub fn new(deps: Deps, def: Arc<CollectionDef>, shard: u32) -> Self {
+    pub fn new(deps: Deps, def: Arc<CollectionDef>, shard: u32, hints: Arc<HeadHints>, fallbacks: IntCounter) -> Self {
         let paths = ShardPaths::new(def.id.clone(), shard);
         let tail = Tail::new(def.metric, def.dimension as usize, 0);
         Self {
@@ -102,6 +114,8 @@ impl ShardReader {
             state: RwLock::new(ShardState { manifest: Manifest::default(), segments: Vec::new(), tail }),
             refresh: tokio::sync::Mutex::new(None),
             confirmed: std::sync::Mutex::new(None),
+            hints,
+            fallbacks,
         }
     }
 
@@ -132,7 +146,16 @@ impl ShardReader {
         // Fast path: writers publish the head before acknowledging, so having applied up to
         // the published head means having every acknowledged write.
         let checked = clock.now();
-        let head = self.deps.coord.head(&self.key).await?;
+        let read = match freshness {
+            Freshness::Eventual { .. } if self.hints.presumed_down(clock) => Err(Unavailable),
+            _ => self.hints.read(self.deps.coord.as_ref(), clock, &self.key).await,
+        };
+        // Without a head, the refresh below probes object storage (the truth), exactly as
+        // when none was ever published.
+        let head = read.unwrap_or_else(|Unavailable| {
+            self.fallbacks.inc();
+            None
+        });
         if let Some(head) = head {
             let current = {
                 let s = self.read();

@@ -6,7 +6,8 @@
 //! 409, overloaded → 429 (`resource_exhausted`), retryable → 503 (`unavailable`),
 //! internal → 500. Malformed JSON and wrong content types are 400/415 with the parser's
 //! explanation. A write split across shards that failed after some shards' parts were
-//! committed lists them in `committed_shards` and `committed_ids`.
+//! committed lists them in `committed_shards` and `committed_ids`. A 503 or 429 carries
+//! `Retry-After` ([`RETRY_AFTER_S`]): both are worth retrying as they are.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,6 +20,12 @@ use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 
 use strata_types::{Committed, Error, ErrorKind, RowId};
+
+/// `Retry-After` of a 503 or 429, in seconds. The causes of a 503 (a writer handover, a
+/// lost lease, etcd unreachable, a node stopping) clear within a second or two when they
+/// clear at all, so clients should come back soon; one second is also what the test
+/// writers' backoff starts near.
+pub const RETRY_AFTER_S: u64 = 1;
 
 /// The error body of every failed request.
 #[derive(Debug, Serialize, ToSchema)]
@@ -104,7 +111,13 @@ impl IntoResponse for ApiError {
         };
         let error = ErrorDetail { code: self.code.to_owned(), message: self.message, committed_shards, committed_ids };
         let body = ErrorBody { error };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if matches!(self.status, StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(RETRY_AFTER_S));
+        }
+        response
     }
 }
 
@@ -181,3 +194,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<ApiJson<T>, ApiError> {
 
 /// Handlers return this.
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

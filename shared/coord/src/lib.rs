@@ -19,7 +19,9 @@
 //! - [`ClusterView`] is a watched, eventually consistent snapshot of members, leases, serving
 //!   records and drains. It drives ownership and routing, never correctness.
 //! - Heads are read linearizably ([`Coordination::head`]); writers publish them before
-//!   acknowledging (decision 0004).
+//!   acknowledging (decision 0004). Readers read them through [`HeadHints`], which bounds
+//!   the wait and lets them probe object storage instead when coordination is down
+//!   (decision 0011).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -32,10 +34,12 @@ use strata_types::Result;
 
 pub mod conformance;
 pub mod etcd;
+mod hints;
 mod in_process;
 mod metrics;
 pub mod rendezvous;
 
+pub use hints::{HEAD_READ_TIMEOUT, HEAD_RETRY_AFTER, HeadHints, Unavailable};
 pub use in_process::InProcess;
 pub use metrics::{LeaseMetrics, handoffs_counter};
 

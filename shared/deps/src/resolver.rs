@@ -6,11 +6,17 @@
 //! is resolved from the catalog in object storage (the truth) and the version found is
 //! published again, so the next call is cheap even after coordination state was lost.
 //! Definitions are immutable per incarnation id, so lookups by id are cached for good.
+//!
+//! When coordination cannot tell the published version (etcd down or stalled: heads are
+//! read through [`HeadHints`], decision 0011), a cached definition at version `v` is
+//! confirmed by finding no catalog entry `v + 1` in object storage (one GET); anything else
+//! resolves from the catalog as usual. Publishing the version found is then skipped: it is
+//! an optimisation for later calls, never needed for an answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use strata_coord::Head;
+use strata_coord::{Head, HeadHints, Unavailable};
 use strata_storage::attr_types::AttrTypes;
 use strata_storage::catalog::{self, CatalogState};
 use strata_types::filter::Filter;
@@ -25,26 +31,40 @@ pub struct Resolver {
     ids: Mutex<HashMap<String, Arc<CollectionDef>>>,
     /// Attribute types per incarnation id.
     types: Mutex<HashMap<String, Arc<AttrTypes>>>,
+    /// Bounded reads of the published catalog versions.
+    hints: HeadHints,
 }
 
 impl Resolver {
     /// The active collection called `name`, or `NotFound`.
     pub async fn resolve(&self, deps: &Deps, name: &str) -> Result<Arc<CollectionDef>> {
-        let published = deps.coord.head(&strata_coord::catalog_key(name)).await?.map(|h| h.wal_seq);
-        if let Some(published) = published
-            && let Some((version, def)) = lock(&self.names).get(name)
-            && *version == published
-        {
-            return Ok(def.clone());
+        let key = strata_coord::catalog_key(name);
+        let published = self.hints.read(deps.coord.as_ref(), deps.clock.as_ref(), &key).await;
+        let published = published.map(|head| head.map(|h| h.wal_seq));
+        let cached = lock(&self.names).get(name).cloned();
+        let store = deps.store.as_ref();
+        match (published, &cached) {
+            (Ok(Some(published)), Some((version, def))) if *version == published => return Ok(def.clone()),
+            (Err(Unavailable), Some((version, def)))
+                if catalog::read_entry(store, name, version + 1).await?.is_none() =>
+            {
+                return Ok(def.clone());
+            }
+            _ => {}
         }
         let not_found = || Error::not_found(format!("collection {name:?} does not exist"));
         catalog::validate_name(name).map_err(|_| not_found())?;
-        let store = deps.store.as_ref();
         let entry = catalog::newest_entry(store, name).await?.ok_or_else(not_found)?;
-        if published.is_none_or(|p| p < entry.version) {
-            deps.coord
-                .publish_head(&strata_coord::catalog_key(name), Head { wal_seq: entry.version, manifest_version: 0 })
-                .await?;
+        if let Ok(published) = published
+            && published.is_none_or(|p| p < entry.version)
+        {
+            // Best effort: create and drop publish before they are acknowledged, so a head
+            // left behind here is never older than an acknowledged change; it only makes
+            // later calls take this slower path.
+            let head = Head { wal_seq: entry.version, manifest_version: 0 };
+            if let Err(e) = deps.coord.publish_head(&key, head).await {
+                tracing::debug!(error = %e, name, "could not republish a catalog version");
+            }
         }
         if entry.state != CatalogState::Active {
             lock(&self.names).remove(name);

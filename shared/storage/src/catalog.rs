@@ -100,7 +100,9 @@ pub async fn newest_entry(store: &dyn ObjectStore, name: &str) -> Result<Option<
     read_entry(store, name, version).await
 }
 
-async fn read_entry(store: &dyn ObjectStore, name: &str, version: u64) -> Result<Option<CatalogEntry>> {
+/// Catalog entry `version` of `name`, if it exists (one GET). Versions of a name are
+/// consecutive, so "no entry `v + 1`" means entry `v` is the newest.
+pub async fn read_entry(store: &dyn ObjectStore, name: &str, version: u64) -> Result<Option<CatalogEntry>> {
     let path = paths::catalog_entry(name, version);
     match store.get(&path).await {
         Ok(r) => {

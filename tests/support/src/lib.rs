@@ -173,6 +173,21 @@ impl EtcdServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open but nothing answers, as in a
+    /// stalled etcd. [`EtcdServer::resume`] thaws it.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            child.signal(libc::SIGSTOP);
+        }
+    }
+
+    /// Thaws a server frozen by [`EtcdServer::pause`].
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            child.signal(libc::SIGCONT);
+        }
+    }
+
     /// Starts a stopped server again on the same ports, keeping its data.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();

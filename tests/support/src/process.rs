@@ -102,6 +102,18 @@ impl Child {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// Sends `signal` to the whole process group (SIGSTOP / SIGCONT to freeze and thaw it).
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        if self.reaped {
+            return;
+        }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: plain syscall on the process group of a child we started and have
+            // not reaped (so the pid cannot have been reused).
+            unsafe { libc::kill(-pid, signal) };
+        }
+    }
+
     /// SIGKILLs the whole process group and reaps the leader.
     pub(crate) fn kill(&mut self) {
         if self.reaped {
