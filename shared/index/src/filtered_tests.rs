@@ -418,7 +418,7 @@ fn anti_correlated_filters_at_scale() {
             .map(|q| brute_force(&vectors, SCALE_DIM, Space::L2, q, K, &|r| !passes(r)).iter().map(|c| c.row).collect())
             .collect();
         let scan = |q: &[f32]| brute_force_rows(&vectors, SCALE_DIM, Space::L2, q, K, &mut ones(&bits), &none);
-        let mut line = |plan: String, (recall, micros, distances): (f64, f64, f64)| {
+        let line = |plan: String, (recall, micros, distances): (f64, f64, f64)| {
             println!("| {kind} | {selectivity} | {plan} | {recall:.3} | {micros:.0} | {distances:.0} |")
         };
         line("scan".into(), measure(&queries, &truth, &scan));
