@@ -22,9 +22,7 @@ use super::Space;
 use super::distance::prefetch;
 use super::graph::Graph;
 use super::level0::Level0;
-use super::search::{
-    Beam, Candidate, Every, Metric, Scored, Visited, Walk, search_bounded, search_graph, search_with, with_metric,
-};
+use super::search::{Beam, Candidate, Every, Metric, Scored, Visited, Walk, search_bounded, with_metric};
 
 /// How a filtered layer-0 walk treats rows that fail the filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,37 +60,8 @@ const TWO_HOP_CAP_DEGREES: usize = 2;
 /// 444; 10 %: 663 / 472 / 531; 20 %: 464 / 380 / 392.
 const BRIDGES_AHEAD: usize = 4;
 
-/// Filtered graph search: see [`crate::Graph::search_filtered`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn search_filtered(
-    graph: &Graph,
-    vectors: &[f32],
-    dim: usize,
-    space: Space,
-    query: &[f32],
-    k: usize,
-    ef: usize,
-    is_deleted: &dyn Fn(u32) -> bool,
-    passes: &dyn Fn(u32) -> bool,
-    walk: FilteredWalk,
-) -> Vec<Candidate> {
-    match walk {
-        // hnswlib's filtered search is its tombstone walk with failing rows counted as
-        // deleted: the unfiltered code path exactly, with a wider predicate.
-        FilteredWalk::Plain => {
-            let excluded = |row: u32| !passes(row) || is_deleted(row);
-            search_graph(graph, vectors, dim, space, query, k, ef, &excluded)
-        }
-        FilteredWalk::TwoHop => {
-            let cap = TWO_HOP_CAP_DEGREES * graph.base.slot_capacity();
-            let walk = TwoHop { base: &graph.base, passes, cap };
-            search_with(graph, vectors, dim, space, query, k, ef, is_deleted, walk)
-        }
-    }
-}
-
-/// Filtered graph search abandoned past `max_scored` rows: see
-/// [`crate::Graph::search_filtered_within`].
+/// Filtered graph search, abandoned past `max_scored` rows: see
+/// [`crate::Graph::search_filtered`] and [`crate::Graph::search_filtered_within`].
 #[allow(clippy::too_many_arguments)]
 pub(super) fn search_filtered_within(
     graph: &Graph,
@@ -108,8 +77,9 @@ pub(super) fn search_filtered_within(
     max_scored: usize,
 ) -> Option<Vec<Candidate>> {
     match walk {
+        // hnswlib's filtered search is its tombstone walk with failing rows counted as
+        // deleted: the unfiltered code path exactly, with a wider predicate.
         FilteredWalk::Plain => {
-            // `Every` with failing rows counted as deleted: the plain walk (see above).
             let excluded = |row: u32| !passes(row) || is_deleted(row);
             search_bounded(graph, vectors, dim, space, query, k, ef, &excluded, Every, max_scored)
         }

@@ -261,7 +261,9 @@ impl Graph {
         passes: &dyn Fn(u32) -> bool,
         walk: FilteredWalk,
     ) -> Vec<Candidate> {
-        filtered::search_filtered(self, vectors, dim, space, query, k, ef, is_deleted, passes, walk)
+        let unbounded = usize::MAX;
+        self.search_filtered_within(vectors, dim, space, query, k, ef, is_deleted, passes, walk, unbounded)
+            .unwrap_or_default()
     }
 
     /// [`Graph::search_filtered`] that gives up (`None`) once layer 0 has scored more

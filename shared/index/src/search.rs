@@ -260,28 +260,12 @@ pub(super) fn search_graph(
     ef: usize,
     is_deleted: &dyn Fn(u32) -> bool,
 ) -> Vec<Candidate> {
-    search_with(graph, vectors, dim, space, query, k, ef, is_deleted, Every)
+    search_bounded(graph, vectors, dim, space, query, k, ef, is_deleted, Every, usize::MAX).unwrap_or_default()
 }
 
-/// Checks the shapes, picks the metric and the visited set, and runs `walk` on layer 0.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-pub(super) fn search_with<W: Walk>(
-    graph: &Graph,
-    vectors: &[f32],
-    dim: usize,
-    space: Space,
-    query: &[f32],
-    k: usize,
-    ef: usize,
-    is_deleted: &dyn Fn(u32) -> bool,
-    walk: W,
-) -> Vec<Candidate> {
-    search_bounded(graph, vectors, dim, space, query, k, ef, is_deleted, walk, usize::MAX).unwrap_or_default()
-}
-
-/// [`search_with`], abandoned (`None`) once layer 0 has scored more than `max_scored`
-/// rows: for callers with a cheaper way to finish a walk that turns out expensive.
+/// Checks the shapes, picks the metric and the visited set, and runs `walk` on layer 0;
+/// abandoned (`None`) once layer 0 has scored more than `max_scored` rows (for callers
+/// with a cheaper way to finish a walk that turns out expensive; `usize::MAX` for none).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn search_bounded<W: Walk>(
