@@ -45,6 +45,8 @@ async fn an_idle_cluster_makes_at_most_one_store_request_per_10_s_per_node() {
     // `catalog_poll_ms`) falls into a 30 s window at most once per node.
     let bound = WINDOW.as_secs() / 10 + 1;
     for ((url, id), before) in nodes.iter().zip(before) {
+        // Setup made requests, so the series exists: a zero below is a count, not a typo.
+        assert!(before > 0, "{id} reports no object-store requests at all");
         let made = store_requests(url).await - before;
         println!("{id}: {made} object-store requests in {WINDOW:?} idle (bound {bound})");
         assert!(made <= bound, "{id} made {made} object-store requests in {WINDOW:?} idle, over {bound}");
