@@ -8,7 +8,8 @@
 //! in `cluster/writes.rs`; bulk import and export across nodes in `cluster/tools.rs`;
 //! attribute filters (search, count, query, delete and update by filter) in
 //! `cluster/filters.rs`; graceful stop (SIGTERM) with a large backlog in `cluster/stop.rs`;
-//! reads through a 30 s etcd outage in `cluster/etcd_outage.rs`.
+//! reads through a 30 s etcd outage in `cluster/etcd_outage.rs`; idle object-store traffic in
+//! `cluster/idle.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -24,6 +25,8 @@ mod etcd_outage;
 mod filters;
 #[path = "cluster/harness.rs"]
 mod harness;
+#[path = "cluster/idle.rs"]
+mod idle;
 #[path = "cluster/stop.rs"]
 mod stop;
 #[path = "cluster/tools.rs"]

@@ -2,6 +2,12 @@
 //! shard's compaction lease in turn, compacts it while there is work, garbage-collects it,
 //! and gives the lease back; then sweeps dropped collections.
 //!
+//! Idle shards cost (almost) nothing: the loop visits a shard only when its published head
+//! moved since the last visit (any flush or compaction publishes one), when the head
+//! cannot be read (etcd unreachable: the old cadence), or every `idle_visit_ms`; the
+//! active collections come from `ActiveCollections` (listed when the catalog changed).
+//! Explicit passes ([`Compactor::run_once`]) visit everything (decision 0012).
+//!
 //! Leases only decide who *should* work on a shard; correctness rests on create-only
 //! manifest commits (see the `merge` module). The lease epoch is stamped into every manifest
 //! this role commits. Leases are taken per pass and released after it, so several
@@ -10,13 +16,12 @@
 //! Within one process, all work (the loop and the admin calls) is serialised by one lock:
 //! compaction is CPU-bound and a second concurrent pass would only contend for the cores.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use strata_coord::{Head, Lease, LeaseKind, shard_key};
-use strata_deps::Deps;
-use strata_storage::catalog;
+use strata_coord::{Head, HeadHints, Lease, LeaseKind, shard_key};
+use strata_deps::{ActiveCollections, Deps};
 use strata_storage::paths::ShardPaths;
 use strata_types::CollectionDef;
 use strata_types::time::ClockExt;
@@ -53,6 +58,14 @@ struct WorkState {
     catalog: CatalogMemo,
     /// Newest manifest version seen per shard: a hint that saves a listing per pass.
     hints: HashMap<ShardPaths, u64>,
+    /// The active collections, re-listed when the catalog changes.
+    active: Option<ActiveCollections>,
+    /// Per shard: its published head when last visited, and when.
+    visited: HashMap<ShardPaths, (Option<Head>, Instant)>,
+    /// The catalog versions and time of the last sweep of dropped collections.
+    swept: Option<(Option<BTreeMap<String, u64>>, Instant)>,
+    /// Bounded head reads (etcd may be down: then every shard is visited).
+    heads: HeadHints,
 }
 
 /// Starts the compactor: validates the config and spawns the background loop, which runs
@@ -86,7 +99,7 @@ async fn run_loop(compactor: Compactor, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             break;
         }
-        match compactor.run_once().await {
+        match compactor.pass(false).await {
             Ok(report) if !report.errors.is_empty() => {
                 tracing::warn!(errors = ?report.errors, "compaction pass finished with errors");
             }
@@ -110,18 +123,46 @@ impl Compactor {
     /// work) then garbage-collect each shard whose lease this node gets; then delete dropped
     /// collections past the grace. Failures of one shard are reported and the pass goes on.
     pub async fn run_once(&self) -> Result<PassReport> {
+        self.pass(true).await
+    }
+
+    /// One pass; `full` visits every shard and sweeps, otherwise only what may have work
+    /// (see the module docs).
+    async fn pass(&self, full: bool) -> Result<PassReport> {
         let mut work = self.inner.work.lock().await;
+        let work = &mut *work;
         let deps = &self.inner.deps;
+        let config = &self.inner.config;
         let started = deps.clock.now();
         let mut report = PassReport::default();
-        let defs = catalog::list_active(deps.store.as_ref()).await?;
+        let active =
+            work.active.get_or_insert_with(|| ActiveCollections::new(Duration::from_millis(config.catalog_poll_ms)));
+        if full {
+            active.invalidate();
+        }
+        let defs = active.get(deps).await?;
         work.hints.retain(|paths, _| defs.iter().any(|d| d.id == paths.collection_id));
+        work.visited.retain(|paths, _| defs.iter().any(|d| d.id == paths.collection_id));
+        let idle_visit = Duration::from_millis(config.idle_visit_ms);
         'collections: for def in &defs {
             for shard in 0..def.shards {
                 if self.stopping() {
                     break 'collections;
                 }
-                match self.shard_pass(&mut work, def, shard).await {
+                let paths = ShardPaths::new(def.id.clone(), shard);
+                let head = work.heads.read(deps.coord.as_ref(), deps.clock.as_ref(), &shard_key(&def.id, shard)).await;
+                let unchanged = |(seen, at): &(Option<Head>, Instant)| {
+                    head.as_ref().is_ok_and(|h| h == seen) && deps.clock.elapsed(*at) < idle_visit
+                };
+                if !full && work.visited.get(&paths).is_some_and(unchanged) {
+                    report.shards_skipped += 1;
+                    continue;
+                }
+                let outcome = self.shard_pass(work, def, shard).await;
+                if let (Ok(head), Ok(_)) = (head, &outcome) {
+                    work.visited.insert(paths, (head, started));
+                }
+                match outcome {
                     Ok(None) => report.shards_skipped += 1,
                     Ok(Some((compactions, gc))) => {
                         report.shards += 1;
@@ -136,7 +177,12 @@ impl Compactor {
                 }
             }
         }
-        if !self.stopping() {
+        let catalog = deps.coord.view().borrow().catalog.clone();
+        let sweep_due = full
+            || catalog.is_none()
+            || work.swept.as_ref().is_none_or(|(seen, at)| *seen != catalog || deps.clock.elapsed(*at) >= idle_visit);
+        if sweep_due && !self.stopping() {
+            work.swept = Some((catalog, started));
             let grace = self.inner.config.gc_grace_ms;
             match gc::gc_collections(deps, grace, &mut work.catalog).await {
                 Ok(gc) => report.gc.add(&gc),

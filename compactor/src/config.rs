@@ -29,6 +29,18 @@ pub struct CompactorConfig {
     /// after a newer one exists, and how long any writer takes from uploading a segment to
     /// committing the manifest that names it.
     pub gc_grace_ms: u64,
+    /// The background loop visits a shard only when its published head (coordination)
+    /// moved since the last visit, or when it could not read it, or when the last visit is
+    /// this old, in milliseconds; the same bound applies to the sweep of dropped
+    /// collections. An idle shard therefore costs a few object-store requests per this
+    /// interval instead of per `interval_ms`, and objects a visit left for later (not yet
+    /// past `gc_grace_ms`) are deleted up to this much later. Default 300,000 (5 minutes;
+    /// decision 0012).
+    pub idle_visit_ms: u64,
+    /// While the cluster view reports no catalog change, the catalog is still listed from
+    /// object storage this often, in milliseconds (every `interval_ms` while etcd is
+    /// unreachable). Default 60,000 (decision 0012).
+    pub catalog_poll_ms: u64,
 }
 
 impl Default for CompactorConfig {
@@ -41,6 +53,8 @@ impl Default for CompactorConfig {
             tombstone_ratio: 0.2,
             graph_min_rows: 2_000,
             gc_grace_ms: 600_000,
+            idle_visit_ms: 300_000,
+            catalog_poll_ms: strata_deps::DEFAULT_CATALOG_POLL_MS,
         }
     }
 }

@@ -35,6 +35,12 @@ pub struct IngestConfig {
     /// compactor's default `gc_grace_ms` of 10 minutes, leaving the other half for clock
     /// skew and the commit itself. Standalone lowers it to `gc_grace_ms / 2` if above that.
     pub flush_commit_max_age_ms: u64,
+    /// While the cluster view reports no catalog change (create/drop publish catalog
+    /// versions to coordination, which the view watches), the catalog is still listed from
+    /// object storage this often, in milliseconds, in case a change was not published.
+    /// While etcd is unreachable it is listed every 500 ms instead. Default 60,000
+    /// (decision 0012).
+    pub catalog_poll_ms: u64,
 }
 
 impl Default for IngestConfig {
@@ -50,6 +56,7 @@ impl Default for IngestConfig {
             backlog_max_rows: 1_000_000,
             backlog_max_bytes: 1 << 30,
             flush_commit_max_age_ms: 300_000,
+            catalog_poll_ms: strata_deps::DEFAULT_CATALOG_POLL_MS,
         }
     }
 }

@@ -12,10 +12,11 @@
 //! The node also owns collection create and drop, since those are writes to the catalog.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_api::{BulkRequest, BulkResponse, UpdateRequest};
 use strata_coord::{Head, catalog_key};
-use strata_deps::{Deps, Resolver};
+use strata_deps::{ActiveCollections, Deps, Resolver};
 use strata_rpc::{Mutation, Selector, ShardWrites};
 use strata_storage::catalog::{self, NewCollection};
 use strata_storage::wal::WalOp;
@@ -48,7 +49,8 @@ pub async fn start(config: IngestConfig, deps: Deps, shutdown: watch::Receiver<b
     let metrics = Arc::new(IngestMetrics::register(&deps.metrics));
     let writers = Arc::new(WriterRegistry::new(deps.clone(), config.clone(), metrics, shutdown.clone()));
     let router = Arc::new(WriteRouter::new(deps.clone(), config.clone(), resolver.clone(), writers.clone()));
-    let ownership = Ownership { deps: deps.clone(), router: router.clone(), writers: writers.clone() };
+    let catalog = tokio::sync::Mutex::new(ActiveCollections::new(Duration::from_millis(config.catalog_poll_ms)));
+    let ownership = Ownership { deps: deps.clone(), router: router.clone(), writers: writers.clone(), catalog };
     ownership.reconcile().await?;
     tokio::spawn(ownership.run(shutdown));
     Ok(IngestNode { deps, config, resolver, router, writers })

@@ -1,7 +1,8 @@
 //! Keeps this node's shard writers in line with ownership.
 //!
-//! Every tick (and whenever the cluster view changes) the node lists the active
-//! collections and, for each shard, asks rendezvous hashing over the live ingest nodes who
+//! Every tick (and whenever the cluster view changes) the node takes the active
+//! collections (listed from object storage only when the catalog changed, or every
+//! `catalog_poll_ms`, or every tick while etcd is unreachable: `ActiveCollections`) and, for each shard, asks rendezvous hashing over the live ingest nodes who
 //! should write it. Shards it should write get a writer (taking the writer lease and
 //! recovering the unflushed WAL tail, so a dead node's backlog is flushed by its
 //! successor); writers of shards it should no longer write, of dropped collections, or
@@ -14,11 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_coord::shard_key;
-use strata_deps::Deps;
-use strata_storage::catalog;
+use strata_deps::{ActiveCollections, Deps};
 use strata_types::Result;
 use strata_types::time::ClockExt;
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 
 use crate::routing::WriteRouter;
 use crate::writers::WriterRegistry;
@@ -32,6 +32,7 @@ pub(crate) struct Ownership {
     pub deps: Deps,
     pub router: Arc<WriteRouter>,
     pub writers: Arc<WriterRegistry>,
+    pub catalog: Mutex<ActiveCollections>,
 }
 
 impl Ownership {
@@ -55,10 +56,9 @@ impl Ownership {
 
     /// Starts writers for owned shards and drops the others (see the module docs).
     pub async fn reconcile(&self) -> Result<()> {
-        let defs = catalog::list_active(self.deps.store.as_ref()).await?;
+        let defs = self.catalog.lock().await.get(&self.deps).await?;
         let mut owned = HashSet::new();
         for def in defs {
-            let def = Arc::new(def);
             for shard in 0..def.shards {
                 if self.router.remote_owner(&shard_key(&def.id, shard)).is_some() {
                     continue;

@@ -27,6 +27,12 @@ pub struct QueryConfig {
     /// Searches that run on the search pool at once (threads of the blocking pool);
     /// further ones wait their turn. Default 0: one per CPU core.
     pub search_threads: usize,
+    /// While the cluster view reports no catalog change (create/drop publish catalog
+    /// versions to coordination, which the view watches), the serving loop still lists the
+    /// catalog from object storage this often, in milliseconds, in case a change was not
+    /// published. While etcd is unreachable it lists every 500 ms instead. Default 60,000
+    /// (decision 0012).
+    pub catalog_poll_ms: u64,
 }
 
 impl Default for QueryConfig {
@@ -38,6 +44,7 @@ impl Default for QueryConfig {
             max_get_ids: 10_000,
             inline_search_max_work: 8_000_000,
             search_threads: 0,
+            catalog_poll_ms: strata_deps::DEFAULT_CATALOG_POLL_MS,
         }
     }
 }

@@ -146,7 +146,7 @@ impl ShardHost {
 
     /// Drops shards that are neither in `assigned` nor recently used, and every shard of
     /// a collection not in `active`.
-    pub fn unload_idle(&self, active: &[CollectionDef], assigned: &HashSet<Slot>) {
+    pub fn unload_idle(&self, active: &[Arc<CollectionDef>], assigned: &HashSet<Slot>) {
         let now = self.now_ms();
         let idle_ms = IDLE_UNLOAD.as_millis() as u64;
         lock(&self.shards).retain(|slot, local| {

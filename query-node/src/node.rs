@@ -52,7 +52,8 @@ pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bo
         metrics.head_fallbacks.clone(),
     ));
     let router = Arc::new(Router::new(deps.clone(), config.clone(), resolver.clone(), host.clone()));
-    let serving = Arc::new(Serving::new(deps.clone(), host.clone(), metrics.clone()));
+    let poll = std::time::Duration::from_millis(config.catalog_poll_ms);
+    let serving = Arc::new(Serving::new(deps.clone(), host.clone(), metrics.clone(), poll));
     let wire = Arc::new(WireReads { deps, config, resolver, host: host.clone() });
     // Plan before returning so readiness is accurate at once; loading goes on behind.
     let first = serving.plan().await?;

@@ -1,7 +1,8 @@
 //! The serving loop: which shards this query node serves.
 //!
 //! Every tick (and on every cluster-view change) the node computes, for each shard of each
-//! active collection, the `replication` rendezvous owners among live, non-draining query
+//! active collection (listed from object storage only when the catalog changed, every
+//! `catalog_poll_ms`, or every tick while etcd is unreachable: `ActiveCollections`), the `replication` rendezvous owners among live, non-draining query
 //! nodes. Every node computes the same answer, so assignment needs no coordinator and is
 //! stable while membership is (no lease moves back and forth).
 //!
@@ -26,8 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use strata_coord::{ClusterView, ServeState, ServingRecord, shard_key};
-use strata_deps::Deps;
-use strata_storage::catalog;
+use strata_deps::{ActiveCollections, Deps};
 use strata_types::time::ClockExt;
 use strata_types::{CollectionDef, Result};
 use tokio::sync::watch;
@@ -48,6 +48,7 @@ pub(crate) struct Serving {
     assigned: Mutex<HashMap<Slot, ServeState>>,
     /// A planning pass has completed (readiness needs one).
     reconciled: AtomicBool,
+    catalog: tokio::sync::Mutex<ActiveCollections>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,8 +61,16 @@ fn desired<'a>(view: &'a ClusterView, def: &CollectionDef, shard: u32) -> Vec<&'
 }
 
 impl Serving {
-    pub fn new(deps: Deps, host: Arc<ShardHost>, metrics: Arc<QueryMetrics>) -> Serving {
-        Serving { deps, host, metrics, assigned: Mutex::default(), reconciled: AtomicBool::new(false) }
+    /// `catalog_poll`: how often the catalog is listed while the view reports no change.
+    pub fn new(deps: Deps, host: Arc<ShardHost>, metrics: Arc<QueryMetrics>, catalog_poll: Duration) -> Serving {
+        Serving {
+            deps,
+            host,
+            metrics,
+            assigned: Mutex::default(),
+            reconciled: AtomicBool::new(false),
+            catalog: tokio::sync::Mutex::new(ActiveCollections::new(catalog_poll)),
+        }
     }
 
     /// Runs the serving loop until `shutdown`; `first` is what the initial [`Serving::plan`]
@@ -102,7 +111,7 @@ impl Serving {
     pub async fn plan(&self) -> Result<Vec<Slot>> {
         let deps = &self.deps;
         let me = deps.node_id.as_str();
-        let defs = catalog::list_active(deps.store.as_ref()).await?;
+        let defs = self.catalog.lock().await.get(deps).await?;
         let view = deps.coord.view().borrow().clone();
 
         let mut wanted = HashSet::new();

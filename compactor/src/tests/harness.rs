@@ -74,6 +74,7 @@ pub(crate) fn test_config() -> CompactorConfig {
         tombstone_ratio: 0.2,
         graph_min_rows: 16,
         gc_grace_ms: 60_000,
+        ..CompactorConfig::default()
     }
 }
 

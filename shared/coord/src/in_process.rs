@@ -32,13 +32,23 @@ impl State {
             leases: self.leases.values().cloned().collect(),
             serving: self.serving.values().cloned().collect(),
             drains: self.drains.clone(),
+            catalog: Some(
+                self.heads
+                    .iter()
+                    .filter_map(|(key, head)| Some((key.strip_prefix(CATALOG_PREFIX)?.to_owned(), head.wal_seq)))
+                    .collect(),
+            ),
         }
     }
 }
 
+/// [`crate::catalog_key`]'s prefix: heads under it are catalog versions, part of the view.
+const CATALOG_PREFIX: &str = "catalog/";
+
 impl Default for InProcess {
     fn default() -> Self {
-        Self { state: Mutex::default(), view: watch::channel(Arc::new(ClusterView::default())).0 }
+        let view = ClusterView { catalog: Some(BTreeMap::new()), ..ClusterView::default() };
+        Self { state: Mutex::default(), view: watch::channel(Arc::new(view)).0 }
     }
 }
 
@@ -111,10 +121,13 @@ impl Coordination for InProcess {
     }
 
     fn publish_head(&self, shard_key: &str, head: Head) -> BoxFuture<'_, Result<()>> {
-        let mut state = self.lock();
-        let entry = state.heads.entry(shard_key.to_owned()).or_default();
-        entry.wal_seq = entry.wal_seq.max(head.wal_seq);
-        entry.manifest_version = entry.manifest_version.max(head.manifest_version);
+        // Through `update`: catalog versions are part of the view (shard heads are not, so
+        // publishing those changes nothing watchers see).
+        self.update(|state| {
+            let entry = state.heads.entry(shard_key.to_owned()).or_default();
+            entry.wal_seq = entry.wal_seq.max(head.wal_seq);
+            entry.manifest_version = entry.manifest_version.max(head.manifest_version);
+        });
         ready(Ok(()))
     }
 

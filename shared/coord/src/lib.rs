@@ -23,7 +23,7 @@
 //!   the wait and lets them probe object storage instead when coordination is down
 //!   (decision 0011).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
@@ -151,6 +151,11 @@ pub struct ClusterView {
     pub serving: Vec<ServingRecord>,
     /// Nodes asked to drain (they keep running but receive no new shards).
     pub drains: BTreeSet<String>,
+    /// The catalog version published for each collection name ([`catalog_key`]), watched
+    /// like the rest of the view so roles re-list the catalog from object storage only
+    /// when it changed (decision 0012). `None` while the view is not being followed
+    /// (coordination unreachable): then roles poll object storage at their old cadence.
+    pub catalog: Option<BTreeMap<String, u64>>,
 }
 
 impl ClusterView {

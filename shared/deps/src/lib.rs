@@ -1,11 +1,13 @@
 //! `strata-deps`: what a role is given. [`Deps`] is the infrastructure a role runs on,
 //! injected by whoever composes the roles (the `strata` binary, or a test); [`Resolver`]
-//! turns collection names into definitions on top of it.
+//! turns collection names into definitions on top of it; [`ActiveCollections`] tells the
+//! background loops which collections are active without listing storage on every tick.
 //!
 //! Roles never reach for globals: swapping the local filesystem for S3, in-process
 //! coordination for etcd, the system clock for a manual one or the OS-seeded random source
 //! for a fixed seed is a matter of what goes in here.
 
+mod active;
 mod resolver;
 
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use strata_types::metrics::Metrics;
 use strata_types::random::Random;
 use strata_types::time::Clock;
 
+pub use active::{ActiveCollections, DEFAULT_CATALOG_POLL_MS};
 pub use resolver::Resolver;
 
 /// Everything a role needs from its environment.

@@ -202,8 +202,8 @@ pub async fn drop_collection(store: &dyn ObjectStore, name: &str, now_ms: u64) -
     Ok(def)
 }
 
-/// The newest catalog entry of every name, active or dropped, sorted by name.
-pub async fn list_entries(store: &dyn ObjectStore) -> Result<BTreeMap<String, CatalogEntry>> {
+/// The newest catalog version of every name (one listing, no reads).
+pub async fn newest_versions(store: &dyn ObjectStore) -> Result<BTreeMap<String, u64>> {
     let root = paths::catalog_root();
     let metas: Vec<_> =
         store.list(Some(&root)).try_collect().await.map_err(|e| crate::storage_error(root.as_ref(), e))?;
@@ -215,8 +215,13 @@ pub async fn list_entries(store: &dyn ObjectStore) -> Result<BTreeMap<String, Ca
             *slot = (*slot).max(version);
         }
     }
+    Ok(newest)
+}
+
+/// The newest catalog entry of every name, active or dropped, sorted by name.
+pub async fn list_entries(store: &dyn ObjectStore) -> Result<BTreeMap<String, CatalogEntry>> {
     let mut out = BTreeMap::new();
-    for (name, version) in newest {
+    for (name, version) in newest_versions(store).await? {
         if let Some(entry) = read_entry(store, &name, version).await? {
             out.insert(name, entry);
         }

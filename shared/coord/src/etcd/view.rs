@@ -1,4 +1,4 @@
-//! The watched [`ClusterView`]: members, leases, serving records and drains.
+//! The watched [`ClusterView`]: members, leases, serving records, drains and catalog versions.
 //!
 //! Flow: list `members/`, `leases/` and `admin/drain/` in one Txn (one consistent revision),
 //! publish the view, then watch the three prefixes on one stream from that revision + 1,
@@ -6,7 +6,11 @@
 //! stream end, a compacted start revision, a cancelled watch, etcd restarted or wiped —
 //! ends the watch and starts over with a fresh list (after a short backoff), so the view
 //! always converges to etcd's current contents. `heads/` is deliberately not watched: it
-//! changes on every write and readers fetch heads linearizably instead.
+//! changes on every write and readers fetch heads linearizably instead — except
+//! `heads/catalog/`, the catalog version of each collection name, which changes only on
+//! create and drop and lets roles skip listing the catalog in object storage while it has
+//! not changed (decision 0012). While the watch is down the view's `catalog` is `None`,
+//! which tells roles to poll object storage instead.
 //!
 //! Invariant: the published view is always derived from one consistent snapshot plus the
 //! ordered events after it; undecodable records are skipped with a warning, never fatal.
@@ -25,7 +29,7 @@ use crate::{ClusterView, Lease, LeaseKind, Member, ServingRecord};
 use strata_types::{Error, Result};
 
 /// The watched prefixes, relative to the cluster prefix.
-const WATCHED: [&str; 3] = ["members/", "leases/", "admin/drain/"];
+const WATCHED: [&str; 4] = ["members/", "leases/", "admin/drain/", "heads/catalog/"];
 
 /// What the view needs of one key-value: the value, its create revision and its etcd lease.
 #[derive(Clone)]
@@ -50,6 +54,14 @@ pub(super) async fn watch(inner: Arc<Inner>) {
             Ok(()) => delay = Duration::from_millis(100),
             Err(err) => {
                 tracing::debug!(error = %err, "etcd view watch interrupted; re-listing");
+                // Catalog changes may now go unseen: roles poll storage until re-listed.
+                inner.view.send_if_modified(|current| {
+                    if current.catalog.is_none() {
+                        return false;
+                    }
+                    *current = Arc::new(ClusterView { catalog: None, ..ClusterView::clone(current) });
+                    true
+                });
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
@@ -125,9 +137,16 @@ fn publish(inner: &Inner, entries: &BTreeMap<String, Entry>) {
 }
 
 fn build(prefix: &str, entries: &BTreeMap<String, Entry>) -> ClusterView {
-    let mut view = ClusterView::default();
+    let mut view = ClusterView { catalog: Some(BTreeMap::new()), ..ClusterView::default() };
     for (key, entry) in entries {
         let Some(rest) = key.strip_prefix(prefix) else { continue };
+        if let Some(name) = rest.strip_prefix("heads/catalog/").and_then(|r| r.strip_suffix("/wal")) {
+            match std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse::<u64>().ok()) {
+                Some(version) => _ = view.catalog.get_or_insert_default().insert(name.to_owned(), version),
+                None => tracing::warn!(key = %key, "skipping an undecodable catalog version"),
+            }
+            continue;
+        }
         let decoded = if rest.starts_with("members/") {
             serde_json::from_slice::<Member>(&entry.value).map(|m| view.members.push(m))
         } else if rest.starts_with("leases/serve/") {
@@ -180,6 +199,8 @@ mod unit {
             ("/strata/x/admin/drain/q9".to_owned(), entry("1", 45)),
             ("/strata/x/leases/writer/c/3".to_owned(), entry("not json", 46)),
             ("/strata/y/members/query/q2".to_owned(), entry(member, 47)),
+            ("/strata/x/heads/catalog/docs/wal".to_owned(), entry("3", 48)),
+            ("/strata/x/heads/catalog/bad/wal".to_owned(), entry("x", 49)),
         ]);
         let view = build("/strata/x/", &entries);
         assert_eq!(view.members.len(), 1);
@@ -189,5 +210,6 @@ mod unit {
         assert_eq!(view.leases.len(), 2, "the undecodable lease is skipped");
         assert_eq!(view.serving_of("c", 2).count(), 1);
         assert!(view.drains.contains("q9"));
+        assert_eq!(view.catalog, Some(BTreeMap::from([("docs".to_owned(), 3)])), "catalog versions; bad one skipped");
     }
 }
