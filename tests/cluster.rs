@@ -31,6 +31,8 @@ mod idle;
 mod stop;
 #[path = "cluster/tools.rs"]
 mod tools;
+#[path = "cluster/wipes.rs"]
+mod wipes;
 #[path = "cluster/writes.rs"]
 mod writes;
 
