@@ -9,7 +9,8 @@
 //! attribute filters (search, count, query, delete and update by filter) in
 //! `cluster/filters.rs`; graceful stop (SIGTERM) with a large backlog in `cluster/stop.rs`;
 //! reads through a 30 s etcd outage in `cluster/etcd_outage.rs`; idle object-store traffic in
-//! `cluster/idle.rs`.
+//! `cluster/idle.rs`; drain and remove of ingest and query nodes, and `partial` results, in
+//! `cluster/drain.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -19,6 +20,8 @@
 
 #[path = "cluster/client.rs"]
 mod client;
+#[path = "cluster/drain.rs"]
+mod drain;
 #[path = "cluster/etcd_outage.rs"]
 mod etcd_outage;
 #[path = "cluster/filters.rs"]

@@ -2,7 +2,7 @@
 //!
 //! Every tick (and whenever the cluster view changes) the node takes the active
 //! collections (listed from object storage only when the catalog changed, or every
-//! `catalog_poll_ms`, or every tick while etcd is unreachable: `ActiveCollections`) and, for each shard, asks rendezvous hashing over the live ingest nodes who
+//! `catalog_poll_ms`, or every tick while etcd is unreachable: `ActiveCollections`) and, for each shard, asks rendezvous hashing over the live, non-draining ingest nodes who
 //! should write it. Shards it should write get a writer (taking the writer lease and
 //! recovering the unflushed WAL tail, so a dead node's backlog is flushed by its
 //! successor); writers of shards it should no longer write, of dropped collections, or

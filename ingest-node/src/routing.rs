@@ -1,6 +1,6 @@
 //! Write routing: where the writes of a shard go, and the receiving side of forwarding.
 //!
-//! The writer of a shard is the rendezvous owner of its key among live ingest nodes
+//! The writer of a shard is the rendezvous owner of its key among live, non-draining ingest nodes
 //! (`ownership.rs` keeps local writers in line with the view). Writes go to the node
 //! holding the shard's writer lease when that differs from the owner (a handover in
 //! progress, or views that disagree for a moment), else to the owner (decision 0006). A

@@ -278,8 +278,8 @@ async fn set_drain(deps: &Deps, id: &str, draining: bool) -> ApiResult<Json<Node
     }
 }
 
-/// Remove a node: drain it, wait (up to `wait_ms`) until it serves no shard, then
-/// deregister it. It stays drained; the process should then be stopped.
+/// Remove a node: drain it, wait (up to `wait_ms`) until it serves no shard and holds no
+/// writer lease (an ingest node hands its leases over as it drains), then deregister it. It stays drained; the process should then be stopped.
 #[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", params(("id" = String, Path), WaitParams),
     responses((status = 200, body = NodeStatus), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn remove(
@@ -291,13 +291,17 @@ async fn remove(
     let clock = deps.clock.as_ref();
     let deadline = clock.now() + Duration::from_millis(params.wait_ms.unwrap_or(30_000).min(120_000));
     loop {
-        let holds = deps.coord.view().borrow().serving.iter().any(|r| r.node_id == id);
+        let holds = {
+            let view = deps.coord.view().borrow().clone();
+            view.serving.iter().any(|r| r.node_id == id)
+                || view.leases.iter().any(|l| l.kind == LeaseKind::Writer && l.holder == id)
+        };
         if !holds {
             break;
         }
         if clock.now() >= deadline {
             return Err(Error::retryable(format!(
-                "node {id:?} still serves shards that no other node has taken over; it stays drained, retry later"
+                "node {id:?} still serves or writes shards that no other node has taken over; it stays drained, retry later"
             ))
             .into());
         }

@@ -182,11 +182,18 @@ impl ClusterView {
         rendezvous::owners(key, eligible, replication as usize)
     }
 
-    /// The ingest node that should write the shard `key`: its rendezvous owner among live
-    /// ingest nodes (draining does not apply to writers: a shard always needs one).
+    /// The ingest node that should write the shard `key`: its rendezvous owner among live,
+    /// non-draining ingest nodes, so a drain hands the node's writer leases over (decision
+    /// 0013). A shard always needs a writer, so when every ingest node drains the drains are
+    /// ignored rather than leaving shards unwritable.
     pub fn writer_owner(&self, key: &str) -> Option<&Member> {
         let members = self.members_of(Role::Ingest);
-        let owner = rendezvous::owner(key, members.iter().map(|m| m.node_id.as_str()))?;
+        let eligible: Vec<&str> =
+            members.iter().map(|m| m.node_id.as_str()).filter(|n| !self.drains.contains(*n)).collect();
+        let owner = match eligible.is_empty() {
+            true => rendezvous::owner(key, members.iter().map(|m| m.node_id.as_str()))?,
+            false => rendezvous::owner(key, eligible)?,
+        };
         self.member(Role::Ingest, owner)
     }
 
@@ -265,6 +272,32 @@ mod tests {
             async move { coord }
         })
         .await;
+    }
+
+    fn ingest(id: &str) -> super::Member {
+        super::Member {
+            node_id: id.to_owned(),
+            role: super::Role::Ingest,
+            http_url: format!("http://{id}"),
+            grpc_url: format!("http://{id}:1"),
+            started_ms: 0,
+        }
+    }
+
+    #[test]
+    fn draining_ingest_nodes_own_no_shard_unless_all_drain() {
+        let mut view =
+            super::ClusterView { members: vec![ingest("i-1"), ingest("i-2")], ..super::ClusterView::default() };
+        let keys: Vec<String> = (0..16).map(|s| super::shard_key("c", s)).collect();
+        let owner = |view: &super::ClusterView, k: &str| view.writer_owner(k).unwrap().node_id.clone();
+        assert!(keys.iter().any(|k| owner(&view, k) == "i-2"), "i-2 owns nothing to hand over");
+        view.drains.insert("i-2".to_owned());
+        assert!(keys.iter().all(|k| owner(&view, k) == "i-1"), "a draining node still owns shards");
+        view.drains.insert("i-1".to_owned());
+        let all_drained: Vec<String> = keys.iter().map(|k| owner(&view, k)).collect();
+        view.drains.clear();
+        let none_drained: Vec<String> = keys.iter().map(|k| owner(&view, k)).collect();
+        assert_eq!(all_drained, none_drained, "with every ingest node draining, ownership is as without drains");
     }
 
     #[test]
