@@ -7,19 +7,16 @@
 
 use std::sync::Arc;
 
-use object_store::memory::InMemory;
 use serde_json::json;
 use strata_coord::etcd::{Etcd, EtcdConfig};
 use strata_coord::{Head, shard_key};
-use strata_deps::Deps;
-use strata_storage::cache::{CacheConfig, SegmentCache};
-use strata_storage::catalog::{self, NewCollection};
+use strata_storage::catalog;
 use strata_storage::paths::ShardPaths;
 use strata_storage::wal::{self, WalEntry, WalOp};
 use strata_test_support::{EtcdServer, require_etcd};
 use strata_types::metrics::sample;
 use strata_types::time::SystemClock;
-use strata_types::{HnswParams, Metric, Row, RowId};
+use strata_types::{Row, RowId};
 
 use crate::{QueryConfig, QueryNode};
 
@@ -55,25 +52,9 @@ async fn reads_fall_back_to_object_storage_while_etcd_is_stalled_or_down() {
         request_timeout_ms: 5000,
     };
     let coord = Etcd::connect(config, Arc::new(SystemClock)).await.unwrap();
-    let deps = Deps {
-        store: Arc::new(InMemory::new()),
-        coord,
-        clock: Arc::new(SystemClock),
-        rng: Arc::new(strata_types::random::Random::seeded(7)),
-        cache: Arc::new(SegmentCache::open(&CacheConfig { disk_dir: None, ..Default::default() }).await.unwrap()),
-        rpc: strata_rpc::RpcClients::new(Default::default()),
-        node_id: "q1".into(),
-        metrics: Default::default(),
-    };
-    let new = NewCollection {
-        name: "c".into(),
-        dimension: 2,
-        metric: Metric::L2,
-        shards: 1,
-        replication: 1,
-        hnsw: HnswParams::default(),
-        attributes: Default::default(),
-    };
+    let mut deps = crate::tests::deps_on(coord).await;
+    deps.node_id = "q1".into();
+    let new = crate::tests::collection("c", 1);
     let def = catalog::create(deps.store.as_ref(), &new, 1, 0).await.unwrap();
     let shard = ShardPaths::new(def.id.clone(), 0);
     let key = shard_key(&def.id, 0);

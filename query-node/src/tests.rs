@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use object_store::memory::InMemory;
 use serde_json::json;
-use strata_coord::{Head, InProcess, shard_key};
+use strata_coord::{Coordination, Head, InProcess, shard_key};
 use strata_deps::Deps;
 use strata_storage::cache::{CacheConfig, SegmentCache};
 use strata_storage::catalog::{self, NewCollection};
@@ -19,9 +19,15 @@ use strata_api::SearchRequest;
 use crate::QueryConfig;
 
 async fn deps() -> Deps {
+    deps_on(Arc::new(InProcess::new())).await
+}
+
+/// The unit tests' infrastructure around `coord`: an in-memory store, the system clock and
+/// a memory-only cache (shared with `outage_tests.rs`, which brings a real etcd).
+pub(crate) async fn deps_on(coord: Arc<dyn Coordination>) -> Deps {
     Deps {
         store: Arc::new(InMemory::new()),
-        coord: Arc::new(InProcess::new()),
+        coord,
         clock: Arc::new(SystemClock),
         rng: Arc::new(strata_types::random::Random::seeded(7)),
         cache: Arc::new(SegmentCache::open(&CacheConfig { disk_dir: None, ..Default::default() }).await.unwrap()),
@@ -32,7 +38,7 @@ async fn deps() -> Deps {
 }
 
 /// A 2-d L2 collection named `name` with `shards` shards.
-fn collection(name: &str, shards: u32) -> NewCollection {
+pub(crate) fn collection(name: &str, shards: u32) -> NewCollection {
     NewCollection {
         name: name.into(),
         dimension: 2,
