@@ -2,8 +2,8 @@
 //!
 //! Every tick (and on every cluster-view change) the node computes, for each shard of each
 //! active collection (listed from object storage only when the catalog changed, every
-//! `catalog_poll_ms`, or every tick while etcd is unreachable: `ActiveCollections`), the `replication` rendezvous owners among live, non-draining query
-//! nodes. Every node computes the same answer, so assignment needs no coordinator and is
+//! `catalog_poll_ms`, or every tick while etcd is unreachable: `ActiveCollections`), the
+//! `replication` rendezvous owners among live, non-draining query nodes. Every node computes the same answer, so assignment needs no coordinator and is
 //! stable while membership is (no lease moves back and forth).
 //!
 //! Make before break: a newly assigned shard is recorded `loading`, loaded (manifest,

@@ -385,29 +385,22 @@ impl LoadedSegment {
         filter: &Filter,
         plan: FilterPlan,
     ) -> Vec<Candidate> {
-        let space = space_of(self.metric);
-        let dim = self.rows.dim;
-        match (plan, &self.graph) {
-            (FilterPlan::Empty, _) => Vec::new(),
-            (FilterPlan::Walk(walk), Some(graph)) => {
-                let test = RowFilter::compile(filter, self.rows.columns());
-                let passes = |row: u32| test.matches(row as usize);
-                graph.search_filtered(self.index_vectors(), dim, space, query, k, ef, is_deleted, &passes, walk)
-            }
-            (FilterPlan::BoundedWalk { max_scored }, Some(graph)) => {
-                let test = RowFilter::compile(filter, self.rows.columns());
-                let passes = |row: u32| test.matches(row as usize);
-                let walk = FilteredWalk::Plain;
-                let vectors = self.index_vectors();
-                let max = max_scored as usize;
-                graph
-                    .search_filtered_within(vectors, dim, space, query, k, ef, is_deleted, &passes, walk, max)
-                    .unwrap_or_else(|| self.scan_matching(query, k, is_deleted, filter))
-            }
-            (FilterPlan::Exact | FilterPlan::Walk(_) | FilterPlan::BoundedWalk { .. }, _) => {
-                self.scan_matching(query, k, is_deleted, filter)
-            }
-        }
+        // A walk's plan: how, and how many scored rows before it gives way to the scan.
+        let walk = match plan {
+            FilterPlan::Empty => return Vec::new(),
+            FilterPlan::Exact => None,
+            FilterPlan::Walk(walk) => Some((walk, usize::MAX)),
+            FilterPlan::BoundedWalk { max_scored } => Some((FilteredWalk::Plain, max_scored as usize)),
+        };
+        let (Some((walk, max_scored)), Some(graph)) = (walk, &self.graph) else {
+            return self.scan_matching(query, k, is_deleted, filter);
+        };
+        let test = RowFilter::compile(filter, self.rows.columns());
+        let passes = |row: u32| test.matches(row as usize);
+        let (vectors, dim, space) = (self.index_vectors(), self.rows.dim, space_of(self.metric));
+        graph
+            .search_filtered_within(vectors, dim, space, query, k, ef, is_deleted, &passes, walk, max_scored)
+            .unwrap_or_else(|| self.scan_matching(query, k, is_deleted, filter))
     }
 
     /// The exact top-`k` of the rows matching `filter`.
