@@ -707,8 +707,13 @@ def check_objects(objs: list[Obj], where: str, expect_replicas: dict[str, int] |
         others = [deployments[r]["spec"]["template"]["metadata"].get("labels") for r in ROLES if r != role and r in deployments]
         services = [s for s in objs if s.get("kind") == "Service" and selects(s["spec"].get("selector"), labels)]
         for s in services:
-            if any(selects(s["spec"].get("selector"), l) for l in others):
+            # The client entry point (component `api`) is meant to select every role: each
+            # node answers the whole REST API (decision 0016). Any other Service is per role.
+            entry = (s["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "api"
+            if not entry and any(selects(s["spec"].get("selector"), l) for l in others):
                 err(where, f"Service {s['metadata']['name']} selects pods of several roles")
+        if not any((s["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "api" for s in services):
+            err(where, f"no client entry point Service (component `api`) selects the {role} pods")
         ports = lambda s: {p.get("port") for p in s["spec"].get("ports") or []}  # noqa: E731
         if not any(s["spec"].get("clusterIP") != "None" and s["spec"].get("type", "ClusterIP") == "ClusterIP"
                    and {REST_PORT, GRPC_PORT} <= ports(s) for s in services):

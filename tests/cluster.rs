@@ -10,7 +10,7 @@
 //! `cluster/filters.rs`; graceful stop (SIGTERM) with a large backlog in `cluster/stop.rs`;
 //! reads through a 30 s etcd outage in `cluster/etcd_outage.rs`; idle object-store traffic in
 //! `cluster/idle.rs`; drain and remove of ingest and query nodes, and `partial` results, in
-//! `cluster/drain.rs`.
+//! `cluster/drain.rs`; every node answering the whole REST API in `cluster/endpoint.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -22,6 +22,8 @@
 mod client;
 #[path = "cluster/drain.rs"]
 mod drain;
+#[path = "cluster/endpoint.rs"]
+mod endpoint;
 #[path = "cluster/etcd_outage.rs"]
 mod etcd_outage;
 #[path = "cluster/filters.rs"]

@@ -92,10 +92,10 @@ async fn admin_page_renders_a_live_cluster_in_headless_chromium() {
     let described = c.api.get_ok(&format!("{}/v1/collections/docs", c.url("query-2"))).await;
     assert_eq!(described["stats"]["rows"], 350, "{described}");
 
-    // Only processes with the query role serve the page.
+    // Every process serves the page (it answers the whole API, decision 0016).
     for other in ["ingest-1", "compactor-1"] {
         let (status, body) = c.api.call("GET", &format!("{}/ui", c.url(other)), None).await.unwrap();
-        assert_eq!(status, 404, "{other} serves /ui: {body}");
+        assert_eq!(status, 200, "{other} does not serve /ui: {body}");
     }
 
     let dir = tempfile::Builder::new().prefix("strata-ui-").tempdir().unwrap();

@@ -32,7 +32,6 @@ use crate::config::IngestConfig;
 use crate::flush::{self, IdCache};
 use crate::routing::WriteRouter;
 use crate::validate;
-use crate::writers::WriterRegistry;
 
 /// Bulk-load rows of one shard into a new segment (bypasses the WAL). Served only by the
 /// shard's writer: other nodes answer 409 naming it.
@@ -53,7 +52,6 @@ pub(crate) async fn import(
     deps: &Deps,
     config: &IngestConfig,
     router: &WriteRouter,
-    writers: &WriterRegistry,
     def: &Arc<CollectionDef>,
     types: &AttrTypes,
     req: BulkRequest,
@@ -69,7 +67,7 @@ pub(crate) async fn import(
     let mut rows = validate::bulk_rows(def, shard, req.rows)?;
     types.admit(&mut rows.iter_mut().collect::<Vec<_>>()).await?;
     // Being the writer means holding its lease: start (or reuse) the local writer.
-    writers.start(def, shard).await?;
+    router.local_writer(def, shard).await?;
     let paths = ShardPaths::new(def.id.clone(), shard);
     let base = manifest::load_latest(deps.store.as_ref(), &paths, None).await?;
     let started = deps.clock.now();

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, post};
 use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
@@ -65,22 +65,6 @@ pub fn router(node: IngestNode) -> Router {
         .route("/v1/collections/{name}/flush", post(flush))
         .route("/v1/collections/{name}/bulk", post(crate::bulk::bulk_import))
         .with_state(node)
-}
-
-/// Routes for a node without the query role: `GET /v1/collections/{name}` answers with
-/// the collection's definition (no statistics: rows and segments are a query node's to
-/// report), so tools pointed at an ingest node can read a collection's dimension and
-/// shard count. A node that also runs the query role serves the full description instead
-/// (the OpenAPI document lists that one).
-pub fn definition_router(node: IngestNode) -> Router {
-    Router::new().route("/v1/collections/{name}", get(describe_definition)).with_state(node)
-}
-
-async fn describe_definition(
-    State(node): State<IngestNode>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<CollectionInfo>> {
-    Ok(Json(CollectionInfo::from(node.collection(&name).await?.as_ref())))
 }
 
 /// Create a collection.

@@ -7,7 +7,8 @@
 //! deletes into tombstones, and commits the next manifest with rebase on conflict.
 //!
 //! Entry point: [`start`] with an [`IngestConfig`], injected [`Deps`](strata_deps::Deps)
-//! and a shutdown signal; [`http::router`] exposes the REST API.
+//! and a shutdown signal; [`http::router`] exposes the REST API. A process without the
+//! ingest role serves the same API through [`forwarder`], which forwards every write.
 
 #[cfg(test)]
 mod batch_tests;
@@ -33,5 +34,5 @@ mod writer_tests;
 mod writers;
 
 pub use config::IngestConfig;
-pub use node::{IngestNode, start};
+pub use node::{IngestNode, forwarder, start};
 pub use writer::ShardWriterStats;

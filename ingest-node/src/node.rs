@@ -44,19 +44,35 @@ pub struct IngestNode {
 /// Starts the ingest role: starts the writers of every shard this node owns (so unflushed
 /// WAL tails resume flushing) and keeps them in line with ownership until `shutdown`.
 pub async fn start(config: IngestConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<IngestNode> {
-    let config = Arc::new(config);
-    let resolver = Arc::new(Resolver::default());
-    let metrics = Arc::new(IngestMetrics::register(&deps.metrics));
-    let writers = Arc::new(WriterRegistry::new(deps.clone(), config.clone(), metrics, shutdown.clone()));
-    let router = Arc::new(WriteRouter::new(deps.clone(), config.clone(), resolver.clone(), writers.clone()));
-    let catalog = tokio::sync::Mutex::new(ActiveCollections::new(Duration::from_millis(config.catalog_poll_ms)));
-    let ownership = Ownership { deps: deps.clone(), router: router.clone(), writers: writers.clone(), catalog };
+    let poll = Duration::from_millis(config.catalog_poll_ms);
+    let node = IngestNode::assemble(config, deps.clone(), shutdown.clone(), true);
+    let catalog = tokio::sync::Mutex::new(ActiveCollections::new(poll));
+    let ownership = Ownership { deps, router: node.router.clone(), writers: node.writers.clone(), catalog };
     ownership.reconcile().await?;
     tokio::spawn(ownership.run(shutdown));
-    Ok(IngestNode { deps, config, resolver, router, writers })
+    Ok(node)
+}
+
+/// The ingest API of a node that does not run the ingest role (decision 0016): it
+/// validates writes, collection changes and mutations exactly as an ingest node does and
+/// forwards each shard's part to the node that writes the shard, over gRPC. It runs no
+/// writers, takes no lease and has no background work.
+pub fn forwarder(config: IngestConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> IngestNode {
+    IngestNode::assemble(config, deps, shutdown, false)
 }
 
 impl IngestNode {
+    /// The parts of the role but ownership; `writes_here`: this node runs the role.
+    fn assemble(config: IngestConfig, deps: Deps, shutdown: watch::Receiver<bool>, writes_here: bool) -> IngestNode {
+        let config = Arc::new(config);
+        let resolver = Arc::new(Resolver::default());
+        let metrics = Arc::new(IngestMetrics::register(&deps.metrics));
+        let writers = Arc::new(WriterRegistry::new(deps.clone(), config.clone(), metrics, shutdown));
+        let router =
+            Arc::new(WriteRouter::new(deps.clone(), config.clone(), resolver.clone(), writers.clone(), writes_here));
+        IngestNode { deps, config, resolver, router, writers }
+    }
+
     pub fn config(&self) -> &IngestConfig {
         &self.config
     }
@@ -168,7 +184,7 @@ impl IngestNode {
         validate::bulk_size(req.rows.len())?;
         let def = self.resolver.resolve(&self.deps, name).await?;
         let types = self.resolver.attr_types(&self.deps, &def);
-        crate::bulk::import(&self.deps, &self.config, &self.router, &self.writers, &def, &types, req).await
+        crate::bulk::import(&self.deps, &self.config, &self.router, &def, &types, req).await
     }
 
     /// The write API other ingest nodes forward to over gRPC (validating what they send).

@@ -33,6 +33,10 @@ pub(crate) struct WriteRouter {
     config: Arc<IngestConfig>,
     resolver: Arc<Resolver>,
     writers: Arc<WriterRegistry>,
+    /// Whether this node runs the ingest role. A node without it (a query node or a
+    /// compactor answering the whole REST API) only forwards: it never starts a writer,
+    /// since it is never a shard's writer owner and holds no writer lease.
+    writes_here: bool,
 }
 
 impl WriteRouter {
@@ -41,8 +45,21 @@ impl WriteRouter {
         config: Arc<IngestConfig>,
         resolver: Arc<Resolver>,
         writers: Arc<WriterRegistry>,
+        writes_here: bool,
     ) -> WriteRouter {
-        WriteRouter { deps, config, resolver, writers }
+        WriteRouter { deps, config, resolver, writers, writes_here }
+    }
+
+    /// This node's writer of a shard, started if none runs; on a node that only forwards,
+    /// a retryable error (no ingest node writes the shard right now).
+    pub async fn local_writer(&self, def: &Arc<CollectionDef>, shard: u32) -> Result<Arc<ShardWriter>> {
+        if !self.writes_here {
+            return Err(Error::retryable(format!(
+                "no ingest node is available to write shard {shard} of {:?}; retry",
+                def.name
+            )));
+        }
+        self.writers.start(def, shard).await
     }
 
     /// The ingest node that should write `key`, if it is another node.
@@ -87,7 +104,7 @@ impl WriteRouter {
                 def.name, owner.node_id
             )));
         }
-        self.writers.start(def, shard).await
+        self.local_writer(def, shard).await
     }
 
     /// Sends every shard's operations to its writer; resolves once all are durable.
@@ -107,7 +124,7 @@ impl WriteRouter {
     async fn send_to_writer(&self, def: &Arc<CollectionDef>, shard: u32, ops: Vec<WalOp>) -> Result<u64> {
         match self.write_target(&def.id, shard).await {
             Some(node) => self.deps.rpc.node(&node.grpc_url)?.write_shard(&def.name, &def.id, shard, ops).await,
-            None => self.writers.start(def, shard).await?.write(ops).await,
+            None => self.local_writer(def, shard).await?.write(ops).await,
         }
     }
 
@@ -149,7 +166,7 @@ impl WriteRouter {
                     Some(node) => {
                         self.deps.rpc.node(&node.grpc_url)?.mutate_shard(&def.name, &def.id, shard, mutation).await
                     }
-                    None => self.writers.start(def, shard).await?.mutate(mutation).await,
+                    None => self.local_writer(def, shard).await?.mutate(mutation).await,
                 }
             };
             (shard, ids, change)
@@ -163,7 +180,7 @@ impl WriteRouter {
         let flushes = (0..def.shards).map(|shard| async move {
             match self.write_target(&def.id, shard).await {
                 Some(node) => self.deps.rpc.node(&node.grpc_url)?.flush_shard(&def.name, &def.id, shard).await,
-                None => self.writers.start(def, shard).await?.flush().await,
+                None => self.local_writer(def, shard).await?.flush().await,
             }
         });
         futures::future::try_join_all(flushes).await?;

@@ -14,7 +14,8 @@
 //! `wire.rs`). Reads by attribute filter (`queries.rs`: query, count) use the same routing;
 //! filtered search plans per segment (see `strata_storage::segment::LoadedSegment::plan`).
 //!
-//! Entry point: [`start`]; [`http::router`] exposes the REST API.
+//! Entry point: [`start`]; [`http::router`] exposes the REST API. A process without the
+//! query role serves the same API through [`forwarder`], which sends every read on.
 
 mod config;
 mod host;
@@ -31,7 +32,7 @@ mod validate;
 mod wire;
 
 pub use config::QueryConfig;
-pub use node::{QueryNode, start};
+pub use node::{QueryNode, forwarder, start};
 
 #[cfg(test)]
 mod outage_tests;

@@ -33,7 +33,8 @@ use crate::wire::WireReads;
 pub struct QueryNode {
     router: Arc<Router>,
     host: Arc<ShardHost>,
-    serving: Arc<Serving>,
+    /// The serving loop; `None` on a node that only forwards reads.
+    serving: Option<Arc<Serving>>,
     wire: Arc<WireReads>,
     metrics: Arc<QueryMetrics>,
 }
@@ -41,27 +42,42 @@ pub struct QueryNode {
 /// Starts the query role: plans which shards this node serves, then loads them and keeps
 /// serving in line with the cluster in the background (see `serving.rs`).
 pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bool>) -> Result<QueryNode> {
-    let config = Arc::new(config);
-    let resolver = Arc::new(Resolver::default());
-    let metrics = Arc::new(QueryMetrics::register(&deps.metrics));
-    let host = Arc::new(ShardHost::new(
-        deps.clone(),
-        config.clone(),
-        resolver.clone(),
-        metrics.filter_plans.clone(),
-        metrics.head_fallbacks.clone(),
-    ));
-    let router = Arc::new(Router::new(deps.clone(), config.clone(), resolver.clone(), host.clone()));
     let poll = std::time::Duration::from_millis(config.catalog_poll_ms);
-    let serving = Arc::new(Serving::new(deps.clone(), host.clone(), metrics.clone(), poll));
-    let wire = Arc::new(WireReads { deps, config, resolver, host: host.clone() });
+    let mut node = QueryNode::assemble(config, deps.clone(), true);
+    let serving = Arc::new(Serving::new(deps, node.host.clone(), node.metrics.clone(), poll));
     // Plan before returning so readiness is accurate at once; loading goes on behind.
     let first = serving.plan().await?;
     tokio::spawn(serving.clone().run(first, shutdown));
-    Ok(QueryNode { router, host, serving, wire, metrics })
+    node.serving = Some(serving);
+    Ok(node)
+}
+
+/// The read API of a node that does not run the query role (decision 0016): it validates
+/// reads exactly as a query node does and sends each shard's part to a query node serving
+/// the shard, over gRPC, merging the answers. It holds no shard, never loads one (no
+/// replica answering is a retryable error, or a `partial` answer) and has no background work.
+pub fn forwarder(config: QueryConfig, deps: Deps) -> QueryNode {
+    QueryNode::assemble(config, deps, false)
 }
 
 impl QueryNode {
+    /// The parts of the role but the serving loop; `reads_here`: this node runs the role.
+    fn assemble(config: QueryConfig, deps: Deps, reads_here: bool) -> QueryNode {
+        let config = Arc::new(config);
+        let resolver = Arc::new(Resolver::default());
+        let metrics = Arc::new(QueryMetrics::register(&deps.metrics));
+        let host = Arc::new(ShardHost::new(
+            deps.clone(),
+            config.clone(),
+            resolver.clone(),
+            metrics.filter_plans.clone(),
+            metrics.head_fallbacks.clone(),
+        ));
+        let router = Arc::new(Router::new(deps.clone(), config.clone(), resolver.clone(), host.clone(), reads_here));
+        let wire = Arc::new(WireReads { deps, config, resolver, host: host.clone() });
+        QueryNode { router, host, serving: None, wire, metrics }
+    }
+
     /// Nearest-neighbour search over every shard of collection `name`.
     pub async fn search(&self, name: &str, req: SearchRequest) -> Result<SearchResponse> {
         self.router.search(name, req).await
@@ -96,14 +112,15 @@ impl QueryNode {
         self.router.describe(name).await
     }
 
-    /// Whether every shard assigned to this node is loaded and serving.
+    /// Whether every shard assigned to this node is loaded and serving (a forwarder has
+    /// none: it is always ready).
     pub fn is_ready(&self) -> bool {
-        self.serving.is_ready()
+        self.serving.as_ref().is_none_or(|s| s.is_ready())
     }
 
     /// (serving, assigned) shard counts: load progress.
     pub fn load_progress(&self) -> (usize, usize) {
-        self.serving.load_progress()
+        self.serving.as_ref().map_or((0, 0), |s| s.load_progress())
     }
 
     /// The read API other nodes call over gRPC (validating what they send).
@@ -114,7 +131,7 @@ impl QueryNode {
     /// Copies rows and segments of every shard held here, and the load progress, into the
     /// metrics gauges (called at scrape time).
     pub fn export_metrics(&self) {
-        let (serving, assigned) = self.serving.load_progress();
+        let (serving, assigned) = self.load_progress();
         self.metrics.export_shards(self.host.held(), serving, assigned);
     }
 }

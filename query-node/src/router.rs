@@ -42,8 +42,13 @@ pub(crate) struct Router {
     pub(crate) deps: Deps,
     pub(crate) config: Arc<QueryConfig>,
     pub(crate) resolver: Arc<Resolver>,
-    /// This node's shards: the first replica tried when this node serves a shard.
+    /// This node's shards: the first replica tried when this node serves a shard, and the
+    /// last resort (loading the shard on demand) when no replica answers.
     host: Arc<ShardHost>,
+    /// Whether this node runs the query role. A node without it (an ingest node or a
+    /// compactor answering the whole REST API) only forwards: it never asks its own host,
+    /// so it never loads a shard.
+    reads_here: bool,
     /// Rotates the first remote replica tried, to spread load over replicas.
     round_robin: AtomicUsize,
 }
@@ -52,8 +57,14 @@ pub(crate) struct Router {
 type Replica = Option<String>;
 
 impl Router {
-    pub fn new(deps: Deps, config: Arc<QueryConfig>, resolver: Arc<Resolver>, host: Arc<ShardHost>) -> Router {
-        Router { deps, config, resolver, host, round_robin: AtomicUsize::new(0) }
+    pub fn new(
+        deps: Deps,
+        config: Arc<QueryConfig>,
+        resolver: Arc<Resolver>,
+        host: Arc<ShardHost>,
+        reads_here: bool,
+    ) -> Router {
+        Router { deps, config, resolver, host, reads_here, round_robin: AtomicUsize::new(0) }
     }
 
     /// The nodes to ask for `shard`, best first (see the module docs).
@@ -78,7 +89,8 @@ impl Router {
             let start = self.round_robin.fetch_add(1, Ordering::Relaxed) % others.len();
             order.extend(others[start..].iter().chain(&others[..start]));
         }
-        for n in desired.into_iter().chain([me]) {
+        let last_resort = self.reads_here.then_some(me);
+        for n in desired.into_iter().chain(last_resort) {
             if !order.contains(&n) {
                 order.push(n);
             }

@@ -1,6 +1,7 @@
 //! The REST surface of a process: the routes of the roles it runs, the cluster admin API,
-//! health, readiness, Prometheus metrics and the OpenAPI document. A request for a role
-//! this process does not run gets a JSON 404 that says which roles it runs.
+//! health, readiness, Prometheus metrics and the OpenAPI document. Every process answers
+//! the whole API: what a role it does not run serves is forwarded by that role's forwarder
+//! (decision 0016).
 //!
 //! Every request, the fallback included, goes through [`track`], which counts and times it
 //! by route template (`MatchedPath`, or `unmatched`), method and status.
@@ -52,63 +53,48 @@ pub struct NodeInfo {
 #[openapi(paths(node_info, metrics), components(schemas(NodeInfo)))]
 struct NodeApi;
 
-pub fn router(
-    mode: Mode,
-    deps: &Deps,
-    ingest: Option<strata_ingest::IngestNode>,
-    query: Option<strata_query::QueryNode>,
-    counters: Arc<RpcCounters>,
-) -> Router {
+/// The REST API of both data roles, whether this process runs them or forwards them.
+pub struct RoleApis {
+    pub ingest: strata_ingest::IngestNode,
+    pub query: strata_query::QueryNode,
+}
+
+pub fn router(mode: Mode, deps: &Deps, api: RoleApis, counters: Arc<RpcCounters>) -> Router {
     let info_state = (mode, deps.clone(), counters);
     let scrape_state = ScrapeState {
         deps: deps.clone(),
-        ingest: ingest.clone(),
-        query: query.clone(),
+        // Only roles that run here have state worth exporting.
+        ingest: mode.runs(Role::Ingest).then(|| api.ingest.clone()),
+        query: mode.runs(Role::Query).then(|| api.query.clone()),
         cache: CacheMetrics::register(&deps.metrics),
         leases: LeaseMetrics::register(&deps.metrics),
     };
     let http_metrics = HttpMetrics::register(&deps.metrics, deps.clock.clone());
-    let mut router = Router::new()
+    let ready_query = api.query.clone();
+    Router::new()
         .merge(crate::admin::router(deps.clone()))
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi))
         .route("/metrics", get(metrics).with_state(scrape_state))
-        .route("/v1/node", get(node_info).with_state(info_state));
-    if let Some(ingest) = ingest {
-        if query.is_none() {
-            router = router.merge(strata_ingest::http::definition_router(ingest.clone()));
-        }
-        router = router.merge(strata_ingest::http::router(ingest));
-    }
-    let ready_query = query.clone();
-    router = router.route(
-        "/readyz",
-        get(move || async move {
-            // A query node is ready once every shard assigned to it is loaded and serving.
-            match &ready_query {
-                Some(q) if !q.is_ready() => {
-                    let (serving, assigned) = q.load_progress();
+        .route("/v1/node", get(node_info).with_state(info_state))
+        .route(
+            "/readyz",
+            get(move || async move {
+                // A query node is ready once every shard assigned to it is loaded and
+                // serving; a node without the role has none.
+                if ready_query.is_ready() {
+                    (StatusCode::OK, "ready".to_owned())
+                } else {
+                    let (serving, assigned) = ready_query.load_progress();
                     (StatusCode::SERVICE_UNAVAILABLE, format!("loading shards: {serving}/{assigned} serving"))
                 }
-                _ => (StatusCode::OK, "ready".to_owned()),
-            }
-        }),
-    );
-    if let Some(query) = query {
-        router = router.merge(strata_query::http::router(query)).merge(crate::ui::router());
-    }
-    let roles: Vec<&str> = mode.roles().iter().map(|r| r.as_str()).collect();
-    let roles = roles.join(", ");
-    router
-        .fallback(move |uri: Uri| async move {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!(
-                    "no route {} on this node (it runs: {roles}); writes go to ingest nodes, reads to query nodes",
-                    uri.path()
-                ),
-            )
+            }),
+        )
+        .merge(strata_ingest::http::router(api.ingest))
+        .merge(strata_query::http::router(api.query))
+        .merge(crate::ui::router())
+        .fallback(|uri: Uri| async move {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {}", uri.path()))
         })
         .layer(axum::middleware::from_fn_with_state(http_metrics, track))
 }

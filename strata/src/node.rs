@@ -55,7 +55,7 @@ impl Mode {
         }
     }
 
-    fn runs(self, role: Role) -> bool {
+    pub(crate) fn runs(self, role: Role) -> bool {
         self.roles().contains(&role)
     }
 }
@@ -123,7 +123,15 @@ impl Node {
             writes: ingest.as_ref().map(strata_ingest::IngestNode::shard_writes),
             counters: Default::default(),
         };
-        let router = crate::http::router(mode, &deps, ingest.clone(), query.clone(), rpc_service.counters.clone())
+        // Every node answers the whole REST API (decision 0016): the API of a role this
+        // process does not run is served by that role's forwarder.
+        let api = crate::http::RoleApis {
+            ingest: ingest
+                .clone()
+                .unwrap_or_else(|| strata_ingest::forwarder(config.ingest.clone(), deps.clone(), rx.clone())),
+            query: query.clone().unwrap_or_else(|| strata_query::forwarder(config.query.clone(), deps.clone())),
+        };
+        let router = crate::http::router(mode, &deps, api, rpc_service.counters.clone())
             .layer(DefaultBodyLimit::max(config.max_request_bytes));
         Ok(Node { mode, router, deps, ingest, query, compactor, rpc_service, config, shutdown })
     }
