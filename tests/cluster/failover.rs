@@ -78,6 +78,22 @@ async fn served_again(c: &Cluster, survivor: &str, since: Instant, bound: Durati
     }
 }
 
+/// Polls `/v1/cluster/nodes` on `via` every 20 ms until `gone` is no longer a member; the
+/// time since `since` (detection: the end of the victim's etcd session).
+async fn member_gone(api: Api, via: String, gone: String, since: Instant) -> Duration {
+    let url = format!("{via}/v1/cluster/nodes");
+    loop {
+        if let Ok((200, body)) = api.call("GET", &url, None).await {
+            let nodes = body["nodes"].as_array().cloned().unwrap_or_default();
+            if !nodes.iter().any(|n| n["id"] == gone.as_str()) {
+                return since.elapsed();
+            }
+        }
+        assert!(since.elapsed() < GIVE_UP, "{gone} still a member after {GIVE_UP:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Shards whose writer lease `node` holds.
 async fn written_by(c: &Cluster, node: &str) -> Vec<u32> {
     let shards = c.shards("query-1").await;
@@ -198,7 +214,7 @@ async fn measure_failover() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let Some(mut c) = cluster("t-failover-measure", &env).await else { return };
     let mut next_id = 1_000_000;
-    let (mut query, mut ingest, mut paused) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut query, mut ingest, mut paused, mut detected) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
         let (victim, survivor, held) = victim_and_survivor(&c, Role::Query).await;
         c.kill(&victim);
@@ -222,11 +238,17 @@ async fn measure_failover() {
             }
             let faulted = Instant::now();
             let url = c.url(&survivor);
+            let gone = tokio::spawn(member_gone(c.api.clone(), url.clone(), victim.clone(), faulted));
             let (took, _) = written_again(&c.api, &url, &shards, &mut next_id, faulted, GIVE_UP).await;
+            let gone = gone.await.unwrap();
             println!(
-                "run {run}: ingest node {victim} {kind} (shards {shards:?}): written through {survivor} after {took:?}"
+                "run {run}: ingest node {victim} {kind} (shards {shards:?}): gone from the view after {gone:?}, \
+                 written through {survivor} after {took:?}"
             );
             times.push(took);
+            if kind == "killed" {
+                detected.push(gone);
+            }
             if kind == "killed" {
                 c.restart(&victim).await;
             } else {
@@ -242,4 +264,11 @@ async fn measure_failover() {
     println!("  {}", summary("query node SIGKILL -> every shard serving on the survivor", &query));
     println!("  {}", summary("ingest node SIGKILL -> its shards accept writes through the survivor", &ingest));
     println!("  {}", summary("ingest node SIGSTOP -> its shards accept writes through the survivor", &paused));
+    println!("  {}", summary("ingest node SIGKILL -> gone from the survivor's view (session expired)", &detected));
+    // False failovers: a node's session ended while nothing was done to it. Every paused
+    // node loses its session once, on waking; killed nodes start afresh.
+    for id in ["ingest-1", "ingest-2", "query-1", "query-2"] {
+        let lost = c.node(id).log_lines("etcd session").iter().filter(|l| l.contains("opening a new one")).count();
+        println!("  {id}: {lost} etcd sessions lost (each SIGSTOP of it accounts for one)");
+    }
 }
