@@ -221,14 +221,26 @@ async fn measure_failover() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let Some(mut c) = cluster("t-failover-measure", &env).await else { return };
     let mut next_id = 1_000_000;
-    let (mut query, mut ingest, mut paused, mut detected) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut query, mut query_detected) = (Vec::new(), Vec::new());
+    let (mut ingest, mut paused, mut detected) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
         let (victim, survivor, held) = victim_and_survivor(&c, Role::Query).await;
         c.kill(&victim);
         let killed = Instant::now();
+        let gone = tokio::spawn(member_gone(c.api.clone(), c.url(&survivor), victim.clone(), killed));
         let took = served_again(&c, &survivor, killed, GIVE_UP).await;
-        println!("run {run}: query node {victim} (serving {held}) killed: served by {survivor} after {took:?}");
+        let gone = gone.await.unwrap();
+        let loads = c.node(&survivor).log_lines("serving the shard");
+        let loads: Vec<&str> = loads[loads.len().saturating_sub(held)..]
+            .iter()
+            .filter_map(|l| l.split("took_ms=").nth(1)?.split_whitespace().next())
+            .collect();
+        println!(
+            "run {run}: query node {victim} (serving {held}) killed: gone from the view after {gone:?}, served by \
+             {survivor} after {took:?} (shard loads took {loads:?} ms)"
+        );
         query.push(took);
+        query_detected.push(gone);
         c.restart(&victim).await;
         c.wait_members(SETTLE).await;
 
@@ -269,6 +281,7 @@ async fn measure_failover() {
         ttl_s()
     );
     println!("  {}", summary("query node SIGKILL -> every shard serving on the survivor", &query));
+    println!("  {}", summary("query node SIGKILL -> gone from the survivor's view (session expired)", &query_detected));
     println!("  {}", summary("ingest node SIGKILL -> its shards accept writes through the survivor", &ingest));
     println!("  {}", summary("ingest node SIGSTOP -> its shards accept writes through the survivor", &paused));
     println!("  {}", summary("ingest node SIGKILL -> gone from the survivor's view (session expired)", &detected));
