@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-
 use strata_coord::shard_key;
 use strata_deps::{ActiveCollections, Deps};
 use strata_types::Result;
