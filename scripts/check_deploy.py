@@ -191,7 +191,7 @@ def check_strata_toml(text: str, where: str) -> None:
         eps = etcd["endpoints"]
         if not isinstance(eps, list) or not all(isinstance(e, str) and re.match(r"https?://", e) for e in eps):
             err(where, f"strata.toml: etcd.endpoints must be a list of http(s) URLs, got {eps!r}")
-        ttl = etcd.get("session_ttl_s", 10)
+        ttl = etcd.get("session_ttl_s", 2)
         if not isinstance(ttl, int) or ttl < 2:
             err(where, "strata.toml: etcd.session_ttl_s must be an integer >= 2")
 

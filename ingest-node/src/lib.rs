@@ -32,6 +32,8 @@ mod writer;
 #[cfg(test)]
 mod writer_tests;
 mod writers;
+#[cfg(test)]
+mod writers_tests;
 
 pub use config::IngestConfig;
 pub use node::{IngestNode, forwarder, start};

@@ -42,6 +42,12 @@ use strata_types::{Error, Result};
 
 use crate::tail::{Newest, Tail};
 
+/// WAL entries read at once by a shard's first refresh (its load): the unflushed tail can be
+/// hundreds of entries, and a node taking over a dead node's shards serves them only once
+/// it is read (decision 0014). Later refreshes catch up by an entry or two and read one at
+/// a time, so they GET nothing past the first missing entry.
+const FIRST_TAIL_READS: usize = 16;
+
 #[derive(Clone)]
 pub(crate) struct SegmentView {
     pub segment: Arc<LoadedSegment>,
@@ -177,7 +183,8 @@ impl ShardReader {
             }
         }
         let started = clock.now();
-        self.refresh_now(head.map(|h| h.manifest_version)).await?;
+        let window = if last.is_none() { FIRST_TAIL_READS } else { 1 };
+        self.refresh_now(head.map(|h| h.manifest_version), window).await?;
         *last = Some(started);
         self.confirm(started);
         Ok(())
@@ -187,7 +194,8 @@ impl ShardReader {
     /// version the published head names, if there is one: garbage collection may have
     /// deleted the versions right after ours (or the first ones), and the head tells the
     /// probe how far to look.
-    async fn refresh_now(&self, promised: Option<u64>) -> Result<()> {
+    /// `window`: WAL entries read at once (see [`FIRST_TAIL_READS`]).
+    async fn refresh_now(&self, promised: Option<u64>, window: usize) -> Result<()> {
         let store = self.deps.store.as_ref();
         let (current_version, applied) = {
             let s = self.read();
@@ -204,7 +212,7 @@ impl ShardReader {
             let s = self.read();
             s.tail.applied_seq.max(applied) + 1
         };
-        let entries = wal::read_from(store, &self.paths, from, usize::MAX).await?;
+        let entries = wal::read_tail(store, &self.paths, from, window).await?;
         if !entries.is_empty() {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             for e in entries {

@@ -27,7 +27,7 @@ use strata_test_support::S3Server;
 use strata_types::RowId;
 
 use crate::client::{Api, DIM, rows, top_id};
-use crate::harness::{Cluster, Role, TTL_S, tick};
+use crate::harness::{Cluster, Role, tick, ttl_s};
 use crate::writes::assert_acked_readable;
 use crate::{SETTLE, assert_exact_matches, flush, serving_counts, write};
 
@@ -287,8 +287,9 @@ async fn search_is_partial_when_a_shard_has_no_replica_that_can_answer() {
         assert_eq!(top_id(&resp), Some(id), "the shards that answered must still find {id} first: {resp}");
     }
     println!(
-        "partial answers ({victim} killed, shard 0 unreadable) within {:?} of the kill (session TTL {TTL_S} s)",
-        killed.elapsed()
+        "partial answers ({victim} killed, shard 0 unreadable) within {:?} of the kill (session TTL {} s)",
+        killed.elapsed(),
+        ttl_s()
     );
 }
 

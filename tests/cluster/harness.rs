@@ -18,8 +18,11 @@ use strata_test_support::{EtcdServer, S3Server, free_port};
 
 use crate::client::Api;
 
-/// Session TTL of every node: a dead or paused node loses its leases after this.
-pub const TTL_S: u64 = 2;
+/// Session TTL of every node (the default, `etcd.session_ttl_s`): a dead or paused node
+/// loses its leases after this.
+pub fn ttl_s() -> u64 {
+    strata::config::Config::default().etcd.session_ttl_s
+}
 /// How long a node may take from spawn to answering `/healthz`.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -121,7 +124,6 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix(&format!("strata-cluster-{name}-")).tempdir().unwrap();
         let mut all: Vec<(String, String)> = vec![
             ("STRATA__ETCD__CLUSTER".into(), name.into()),
-            ("STRATA__ETCD__SESSION_TTL_S".into(), TTL_S.to_string()),
             ("STRATA__STORAGE__KIND".into(), "s3".into()),
             ("STRATA__STORAGE__BUCKET".into(), s3.bucket().into()),
             ("STRATA__STORAGE__ENDPOINT".into(), s3.endpoint()),

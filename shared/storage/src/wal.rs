@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::paths::{self, ShardPaths};
@@ -272,6 +272,25 @@ pub async fn read_from(store: &dyn ObjectStore, shard: &ShardPaths, from: u64, l
             None => break,
         }
         seq += 1;
+    }
+    Ok(out)
+}
+
+/// Reads entries `from..` in order until the first missing one, with up to `window` GETs
+/// in flight: for a new writer's recovery or a query node's first load of a shard, whose
+/// tail can be hundreds of entries and whose shard takes no write or serves nothing until
+/// it is read (decision 0014). It may GET up to `window - 1` objects past the end that do
+/// not exist, so a reader catching up by an entry or two passes a window of 1. The result
+/// is [`read_from`]'s: entries are consecutive (`seq` is written only after `seq - 1`
+/// exists), so the first missing one ends the tail.
+pub async fn read_tail(store: &dyn ObjectStore, shard: &ShardPaths, from: u64, window: usize) -> Result<Vec<WalEntry>> {
+    let mut reads = futures::stream::iter(from..).map(|seq| read_entry(store, shard, seq)).buffered(window.max(1));
+    let mut out = Vec::new();
+    while let Some(entry) = reads.next().await {
+        match entry? {
+            Some(entry) => out.push(entry),
+            None => break,
+        }
     }
     Ok(out)
 }

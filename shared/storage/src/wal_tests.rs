@@ -89,3 +89,21 @@ async fn range_reads_stop_at_the_first_gap_and_listing_is_sorted() {
     assert_eq!(list_seqs(store.as_ref(), &shard).await.unwrap(), vec![1, 2, 3, 5]);
     assert!(read_entry(store.as_ref(), &shard, 4).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_parallel_tail_read_returns_what_a_serial_one_does() {
+    let store: Store = Arc::new(InMemory::new());
+    let shard = ShardPaths::new("c", 0);
+    // A tail longer than several windows, a gap, and entries after the gap.
+    for seq in (1..=40).chain(42..=45) {
+        put_entry(store.as_ref(), &shard, &entry(seq, seq)).await.unwrap();
+    }
+    let serial = read_from(store.as_ref(), &shard, 3, usize::MAX).await.unwrap();
+    assert_eq!(serial.iter().map(|e| e.seq).collect::<Vec<_>>(), (3..=40).collect::<Vec<_>>());
+    for window in [0, 1, 7, 16, 100] {
+        let parallel = read_tail(store.as_ref(), &shard, 3, window).await.unwrap();
+        assert_eq!(parallel, serial, "window {window}");
+    }
+    assert!(read_tail(store.as_ref(), &shard, 41, 16).await.unwrap().is_empty());
+    assert!(read_tail(store.as_ref(), &shard, 46, 16).await.unwrap().is_empty());
+}

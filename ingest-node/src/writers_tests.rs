@@ -1,0 +1,148 @@
+//! The writer registry starts writers of different shards in parallel (a node taking over
+//! a dead node's shards replays their WAL tails at once, decision 0014) and never two
+//! writers of one shard.
+
+// The parallel-start test bounds a wait that never ends if starts are serial.
+#![allow(clippy::disallowed_methods)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
+};
+use strata_coord::InProcess;
+use strata_storage::paths::ShardPaths;
+use strata_types::time::SystemClock;
+use strata_types::{CollectionDef, HnswParams, Metric};
+use tokio::sync::{Barrier, watch};
+
+use crate::IngestConfig;
+use crate::metrics::IngestMetrics;
+use crate::test_deps;
+use crate::writers::WriterRegistry;
+
+const SHARDS: u32 = 4;
+
+/// Holds the first WAL read of every shard (sequence 1) until that of every shard has
+/// arrived: starts that recover one shard after another never get past it.
+#[derive(Debug)]
+struct TogetherStore {
+    inner: InMemory,
+    first_reads: Vec<Path>,
+    barrier: Barrier,
+}
+
+impl std::fmt::Display for TogetherStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Together({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for TogetherStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        if self.first_reads.contains(location) {
+            self.barrier.wait().await;
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn def() -> Arc<CollectionDef> {
+    Arc::new(CollectionDef {
+        id: "c-1".into(),
+        name: "c".into(),
+        dimension: 2,
+        metric: Metric::L2,
+        shards: SHARDS,
+        replication: 1,
+        hnsw: HnswParams::default(),
+        created_at_ms: 0,
+        attributes: Default::default(),
+    })
+}
+
+async fn registry(store: Arc<dyn ObjectStore>) -> (WriterRegistry, watch::Sender<bool>) {
+    let deps = test_deps::deps(store, Arc::new(InProcess::new()), Arc::new(SystemClock), "ingest-a", 7).await;
+    let metrics = Arc::new(IngestMetrics::register(&deps.metrics));
+    let (shutdown, rx) = watch::channel(false);
+    (WriterRegistry::new(deps, Arc::new(IngestConfig::default()), metrics, rx), shutdown)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_of_different_shards_recover_at_the_same_time() {
+    let def = def();
+    let first_reads = (0..SHARDS).map(|s| ShardPaths::new(def.id.clone(), s).wal(1)).collect();
+    let store = Arc::new(TogetherStore { inner: InMemory::new(), first_reads, barrier: Barrier::new(SHARDS as usize) });
+    let (writers, _shutdown) = registry(store).await;
+    let starts = join_all((0..SHARDS).map(|shard| writers.start(&def, shard)));
+    let started = tokio::time::timeout(Duration::from_secs(10), starts)
+        .await
+        .expect("the shards' WAL tails were not read at the same time: starts are serial");
+    for (shard, writer) in started.into_iter().enumerate() {
+        assert_eq!(writer.unwrap_or_else(|e| panic!("shard {shard}: {e}")).shard, shard as u32);
+    }
+    assert_eq!(writers.len().await, SHARDS as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_of_one_shard_at_the_same_time_share_one_writer() {
+    let def = def();
+    let (writers, shutdown) = registry(Arc::new(InMemory::new())).await;
+    let started = join_all((0..8).map(|_| writers.start(&def, 0))).await;
+    let first = started[0].as_ref().unwrap().clone();
+    for writer in &started {
+        assert!(Arc::ptr_eq(writer.as_ref().unwrap(), &first), "two writers of one shard were started");
+    }
+    assert_eq!(writers.len().await, 1);
+
+    // After shutdown: the running writers step down and no new one starts.
+    shutdown.send_replace(true);
+    writers.stop_all().await;
+    assert!(first.is_stopped(), "the writer did not stop");
+    let refused = writers.start(&def, 1).await.err().expect("a start after shutdown");
+    assert_eq!(refused.kind(), strata_types::ErrorKind::Retryable, "{refused}");
+    assert_eq!(writers.len().await, 0);
+}
