@@ -41,6 +41,7 @@ async fn a_batch_failing_on_one_shard_says_which_shards_and_ids_committed() {
     let shard0 = ShardPaths::new(def.id.clone(), 0);
     let theirs = WalEntry { seq: 2, writer_epoch: 999, commit_id: 1, created_ms: 0, ops: Vec::new() };
     wal::put_entry(store.as_ref(), &shard0, &theirs).await.unwrap();
+    let fenced_writer = node.writers.running(&def.id, 0).await.expect("shard 0's writer runs");
     let batch: Vec<Row> = zero[1..].iter().chain(&one[1..]).map(|&i| row(i)).collect();
     let err = node.upsert("c", batch).await.expect_err("shard 0 is fenced");
 
@@ -57,8 +58,10 @@ async fn a_batch_failing_on_one_shard_says_which_shards_and_ids_committed() {
     let fenced = wal::read_entry(store.as_ref(), &shard0, 2).await.unwrap().unwrap();
     assert_eq!(fenced.writer_epoch, 999, "shard 0's part did not commit");
 
-    // Retrying the whole batch is safe: shard 0's next writer (started on demand after the
-    // fenced one stepped down) takes it, and shard 1's rows are written again unchanged.
+    // Retrying the whole batch is safe: shard 0's next writer (started on demand once the
+    // fenced one has stepped down; until then a retry gets the same retryable error) takes
+    // it, and shard 1's rows are written again unchanged.
+    fenced_writer.stopped().await;
     let batch: Vec<Row> = zero[1..].iter().chain(&one[1..]).map(|&i| row(i)).collect();
     assert_eq!(node.upsert("c", batch).await.unwrap(), 10);
 }
