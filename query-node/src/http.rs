@@ -5,9 +5,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
-    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, Consistency, CountRequest,
-    CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse, QueryRequest, QueryResponse,
-    ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
+    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, ConsistencyLevel, ConsistencySchema,
+    CountRequest, CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse, QueryRequest,
+    QueryResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
 };
 use strata_types::filter::AttrType;
 use utoipa::OpenApi;
@@ -34,7 +34,8 @@ use crate::QueryNode;
         VectorInput,
         SearchResponse,
         ResultRow,
-        Consistency,
+        ConsistencySchema,
+        ConsistencyLevel,
         CollectionDescription,
         CollectionStats,
         ShardInfo,

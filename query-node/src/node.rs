@@ -57,6 +57,7 @@ pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bo
     let wire = Arc::new(WireReads { deps, config, resolver, host: host.clone() });
     // Plan before returning so readiness is accurate at once; loading goes on behind.
     let first = serving.plan().await?;
+    tokio::spawn(host.clone().refresh_in_use(shutdown.clone()));
     tokio::spawn(serving.clone().run(first, shutdown));
     Ok(QueryNode { router, host, serving, wire, metrics })
 }
