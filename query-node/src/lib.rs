@@ -34,6 +34,8 @@ pub use config::QueryConfig;
 pub use node::{QueryNode, start};
 
 #[cfg(test)]
+mod consistency_tests;
+#[cfg(test)]
 mod outage_tests;
 #[cfg(test)]
 mod tests;
