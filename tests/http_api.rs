@@ -98,6 +98,14 @@ async fn every_endpoint_works_end_to_end() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
+    // `consistency` is a level name or a bound, wherever it is accepted.
+    let schemas = &doc["components"]["schemas"];
+    let consistency = schemas["Consistency"].to_string();
+    assert!(consistency.contains("max_staleness_ms") && consistency.contains("ConsistencyLevel"), "{consistency}");
+    for request in ["SearchRequest", "GetRequest", "CountRequest"] {
+        let field = &schemas[request]["properties"]["consistency"];
+        assert_eq!(field["$ref"], "#/components/schemas/Consistency", "{request}: {field}");
+    }
 
     // Drop: gone, and a new collection with the same name starts empty.
     assert_eq!(t.ok("DELETE", "/v1/collections/docs", None).await["dropped"], "docs");

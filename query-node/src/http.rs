@@ -84,7 +84,7 @@ async fn search(
     Ok(Json(node.search(&name, req).await?))
 }
 
-/// Fetch rows by id (strongly consistent).
+/// Fetch rows by id, as fresh as `consistency` asks (default strong).
 #[utoipa::path(post, path = "/v1/collections/{name}/get", params(("name" = String, Path)), request_body = GetRequest,
     responses((status = 200, body = GetResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_rows(

@@ -270,4 +270,30 @@ mod tests {
         assert!(ops_from_pb(b"garbage").is_err());
         assert!(id_from_pb(None).is_err());
     }
+
+    /// A routed read carries its consistency level to the replica unchanged.
+    #[test]
+    fn consistency_levels_cross_the_wire() {
+        for consistency in [Consistency::Strong, Consistency::Eventual, Consistency::MaxStaleness { ms: 250 }] {
+            let req = ShardSearch {
+                vector: vec![1.0].into(),
+                top_k: 1,
+                ef: 8,
+                consistency,
+                include_vector: false,
+                include_attributes: false,
+                filter: None,
+            };
+            let (_, back) = search_from_pb(search_request("c", 0, req)).unwrap();
+            assert_eq!(back.consistency, consistency);
+            let get = get_request(
+                "c",
+                0,
+                ShardGet { ids: vec![], include_vector: false, include_attributes: false, consistency },
+            );
+            assert_eq!(consistency_from_pb(get.eventual, get.max_staleness_ms).unwrap(), consistency);
+        }
+        assert!(consistency_from_pb(false, Some(MAX_STALENESS_MS + 1)).is_err());
+        assert!(consistency_from_pb(true, Some(5)).is_err());
+    }
 }
