@@ -591,7 +591,9 @@ def search_rows(rep):
     return [{"consistency": s.get("consistency", "strong"), "ef": s["ef"], "threads": s["threads"], "recall": round(s["recall"], 4), "qps": round(s["qps"], 1),
              "client_p50_ms": round(s["client_latency_us"]["p50"] / 1000, 3),
              "client_p99_ms": round(s["client_latency_us"]["p99"] / 1000, 3),
-             "server_p50_ms": round(s["server_took_us"]["p50"] / 1000, 3)} for s in rep["search"]]
+             "server_p50_ms": round(s["server_took_us"]["p50"] / 1000, 3),
+             "server_p99_ms": round(s["server_took_us"]["p99"] / 1000, 3),
+             "server_cpu_us_per_query": round(s.get("server_cpu_us_per_query") or 0)} for s in rep["search"]]
 
 
 def scenario_qps(servers, strata, n, queries, runs, consistency="strong"):
@@ -619,14 +621,16 @@ def scenario_qps(servers, strata, n, queries, runs, consistency="strong"):
             rows = []
             for i, row in enumerate(reps[0]):
                 m = dict(row)
-                for k in ("recall", "qps", "client_p50_ms", "client_p99_ms", "server_p50_ms"):
+                for k in ("recall", "qps", "client_p50_ms", "client_p99_ms", "server_p50_ms", "server_p99_ms",
+                          "server_cpu_us_per_query"):
                     m[k] = round(median([r[i][k] for r in reps]), 4)
                 m["qps_runs"] = [r[i]["qps"] for r in reps]
                 rows.append(m)
             out["by_query_nodes"][str(nq)] = {"shards_per_node": counts, "runs": runs, "median": rows}
             for m in rows:
                 log(f"  {nq} query node(s), {m['consistency']}, {m['threads']} client(s): recall {m['recall']}, {m['qps']} QPS, "
-                    f"p50 {m['client_p50_ms']} ms, p99 {m['client_p99_ms']} ms (server p50 {m['server_p50_ms']})")
+                    f"p50 {m['client_p50_ms']} ms, p99 {m['client_p99_ms']} ms (server p50 {m['server_p50_ms']}, "
+                    f"CPU {m['server_cpu_us_per_query']} µs/query)")
         return out
     finally:
         c.stop_all()
