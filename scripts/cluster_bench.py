@@ -589,10 +589,12 @@ def run_bench(strata, args, json_out, logfile):
 
 
 def search_rows(rep):
-    return [{"ef": s["ef"], "threads": s["threads"], "recall": round(s["recall"], 4), "qps": round(s["qps"], 1),
+    return [{"consistency": s.get("consistency", "strong"), "ef": s["ef"], "threads": s["threads"], "recall": round(s["recall"], 4), "qps": round(s["qps"], 1),
              "client_p50_ms": round(s["client_latency_us"]["p50"] / 1000, 3),
              "client_p99_ms": round(s["client_latency_us"]["p99"] / 1000, 3),
-             "server_p50_ms": round(s["server_took_us"]["p50"] / 1000, 3)} for s in rep["search"]]
+             "server_p50_ms": round(s["server_took_us"]["p50"] / 1000, 3),
+             "server_p99_ms": round(s["server_took_us"]["p99"] / 1000, 3),
+             "server_cpu_us_per_query": round(s.get("server_cpu_us_per_query") or 0)} for s in rep["search"]]
 
 
 def scenario_qps(servers, strata, n, queries, runs, consistency="strong"):
@@ -620,14 +622,16 @@ def scenario_qps(servers, strata, n, queries, runs, consistency="strong"):
             rows = []
             for i, row in enumerate(reps[0]):
                 m = dict(row)
-                for k in ("recall", "qps", "client_p50_ms", "client_p99_ms", "server_p50_ms"):
+                for k in ("recall", "qps", "client_p50_ms", "client_p99_ms", "server_p50_ms", "server_p99_ms",
+                          "server_cpu_us_per_query"):
                     m[k] = round(median([r[i][k] for r in reps]), 4)
                 m["qps_runs"] = [r[i]["qps"] for r in reps]
                 rows.append(m)
             out["by_query_nodes"][str(nq)] = {"shards_per_node": counts, "runs": runs, "median": rows}
             for m in rows:
-                log(f"  {nq} query node(s), {m['threads']} client(s): recall {m['recall']}, {m['qps']} QPS, "
-                    f"p50 {m['client_p50_ms']} ms, p99 {m['client_p99_ms']} ms (server p50 {m['server_p50_ms']})")
+                log(f"  {nq} query node(s), {m['consistency']}, {m['threads']} client(s): recall {m['recall']}, {m['qps']} QPS, "
+                    f"p50 {m['client_p50_ms']} ms, p99 {m['client_p99_ms']} ms (server p50 {m['server_p50_ms']}, "
+                    f"CPU {m['server_cpu_us_per_query']} µs/query)")
         return out
     finally:
         c.stop_all()
@@ -682,7 +686,9 @@ def main():
     ap.add_argument("--cold-vectors", type=int, default=20000)
     ap.add_argument("--qps-vectors", type=int, default=20000)
     ap.add_argument("--qps-queries", type=int, default=500)
-    ap.add_argument("--qps-consistency", default="strong", choices=["strong", "eventual"])
+    ap.add_argument("--qps-consistency", default="strong",
+                    help="strata bench --consistency levels for qps, comma-separated: strong, eventual, "
+                         "max_staleness_ms=N")
     ap.add_argument("--ingest-vectors", type=int, default=100000)
     ap.add_argument("--vector-encoding", default="base64", choices=["base64", "json"],
                     help="how the ingest figure sends vectors")

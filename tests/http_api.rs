@@ -98,6 +98,14 @@ async fn every_endpoint_works_end_to_end() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
+    // `consistency` is a level name or a bound, wherever it is accepted.
+    let schemas = &doc["components"]["schemas"];
+    let consistency = schemas["Consistency"].to_string();
+    assert!(consistency.contains("max_staleness_ms") && consistency.contains("ConsistencyLevel"), "{consistency}");
+    for request in ["SearchRequest", "GetRequest", "CountRequest"] {
+        let field = &schemas[request]["properties"]["consistency"];
+        assert_eq!(field["$ref"], "#/components/schemas/Consistency", "{request}: {field}");
+    }
 
     // Drop: gone, and a new collection with the same name starts empty.
     assert_eq!(t.ok("DELETE", "/v1/collections/docs", None).await["dropped"], "docs");
@@ -173,6 +181,38 @@ async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
             ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "consistency": "maybe"}))),
             StatusCode::BAD_REQUEST,
             "malformed JSON",
+        ),
+        (
+            "negative max_staleness_ms",
+            (
+                "POST",
+                "/v1/collections/c/search",
+                Some(json!({"vector": [1.0, 1.0], "consistency": {"max_staleness_ms": -1}})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "at consistency: max_staleness_ms must be an integer in 0..=3600000, got -1",
+        ),
+        (
+            "fractional max_staleness_ms",
+            ("POST", "/v1/collections/c/count", Some(json!({"consistency": {"max_staleness_ms": 2.5}}))),
+            StatusCode::BAD_REQUEST,
+            "at consistency: max_staleness_ms must be an integer",
+        ),
+        (
+            "huge max_staleness_ms",
+            ("POST", "/v1/collections/c/get", Some(json!({"ids": [1], "consistency": {"max_staleness_ms": 1e20}}))),
+            StatusCode::BAD_REQUEST,
+            "at consistency: max_staleness_ms must be an integer",
+        ),
+        (
+            "max_staleness_ms beside another key",
+            (
+                "POST",
+                "/v1/collections/c/search",
+                Some(json!({"vector": [1.0, 1.0], "consistency": {"max_staleness_ms": 5, "strict": true}})),
+            ),
+            StatusCode::BAD_REQUEST,
+            "at consistency: expected \"strong\", \"eventual\" or {\"max_staleness_ms\": N}",
         ),
         (
             "get without ids",
@@ -390,5 +430,74 @@ async fn vectors_may_be_base64_and_bad_base64_is_refused() {
     let schema = doc["components"]["schemas"]["VectorInput"].to_string();
     assert!(schema.contains("array") && schema.contains("string"), "{schema}");
     assert_eq!(doc["components"]["schemas"]["Row"]["properties"]["vector"]["$ref"], "#/components/schemas/VectorInput");
+    t.server.stop().await;
+}
+
+/// The id of the top hit of a search for `vector` at `consistency`.
+async fn top_hit(t: &common::TestServer, vector: [f32; 2], consistency: &Value) -> Value {
+    let body = json!({"vector": vector, "top_k": 1, "consistency": consistency});
+    t.ok("POST", "/v1/collections/v/search", Some(body)).await["results"][0]["id"].clone()
+}
+
+/// At the default settings, an acknowledged write is seen by a strong read at once, by a
+/// `{"max_staleness_ms": N}` read within N (plus a refresh), and by an eventual read once
+/// the background refresher has confirmed the shard (every `eventual_max_lag_ms / 2`,
+/// i.e. within 1 s plus a refresh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_write_is_seen_within_each_levels_bound() {
+    let t = common::start(|_| {}).await;
+    t.create("v", 2, "l2").await;
+    t.ok("POST", "/v1/collections/v/upsert", Some(json!({"rows": [{"id": 0, "vector": [0.0, 0.0]}]}))).await;
+    assert_eq!(top_hit(&t, [0.0, 0.0], &json!("strong")).await, 0);
+    assert_eq!(top_hit(&t, [0.0, 0.0], &json!("eventual")).await, 0, "the strong read refreshed the shards");
+    // Each level looks for its own new row; the bound is what the level promises, with
+    // slack for a loaded test machine.
+    let slack = std::time::Duration::from_millis(1_500);
+    let levels = [(json!("strong"), 0), (json!({"max_staleness_ms": 300}), 300), (json!("eventual"), 1_000)];
+    for (i, (consistency, bound_ms)) in levels.into_iter().enumerate() {
+        let id = 10 + i as u64;
+        let row = json!({"rows": [{"id": id, "vector": [id as f32, 0.0]}]});
+        t.ok("POST", "/v1/collections/v/upsert", Some(row)).await;
+        let acked = std::time::Instant::now();
+        let mut reads = 0;
+        while top_hit(&t, [id as f32, 0.0], &consistency).await != id {
+            reads += 1;
+            let waited = acked.elapsed();
+            assert!(bound_ms > 0, "a strong read missed an acknowledged write");
+            assert!(waited < std::time::Duration::from_millis(bound_ms) + slack, "{consistency}: {waited:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        eprintln!("{consistency}: seen after {:?} ({reads} reads missed it)", acked.elapsed());
+    }
+    t.server.stop().await;
+}
+
+/// A relaxed read answers from the node's in-memory state: with a long
+/// `eventual_max_lag_ms` (the background refresher far away), an eventual or loosely bounded
+/// search, get and count keep answering the state confirmed by the last strong read, a
+/// tight bound refreshes first, and what that refresh found is then served to every level.
+#[tokio::test]
+async fn relaxed_reads_serve_the_confirmed_state_until_their_bound_passes() {
+    let t = common::start(|c| c.query.eventual_max_lag_ms = 600_000).await;
+    t.create("v", 2, "l2").await;
+    t.ok("POST", "/v1/collections/v/upsert", Some(json!({"rows": [{"id": 0, "vector": [0.0, 0.0]}]}))).await;
+    let (eventual, loose, tight) =
+        (json!("eventual"), json!({"max_staleness_ms": 600_000}), json!({"max_staleness_ms": 0}));
+    assert_eq!(top_hit(&t, [5.0, 0.0], &json!("strong")).await, 0);
+
+    t.ok("POST", "/v1/collections/v/upsert", Some(json!({"rows": [{"id": 5, "vector": [5.0, 0.0]}]}))).await;
+    let count = |c: &Value| json!({"consistency": c});
+    let get = |c: &Value| json!({"ids": [5], "consistency": c});
+    for relaxed in [&eventual, &loose] {
+        assert_eq!(top_hit(&t, [5.0, 0.0], relaxed).await, 0, "{relaxed} search");
+        assert_eq!(t.ok("POST", "/v1/collections/v/count", Some(count(relaxed))).await["count"], 1, "{relaxed}");
+        assert_eq!(t.ok("POST", "/v1/collections/v/get", Some(get(relaxed))).await["rows"], json!([]), "{relaxed}");
+    }
+    assert_eq!(top_hit(&t, [5.0, 0.0], &tight).await, 5, "a bound of 0 ms refreshes first");
+    assert_eq!(t.ok("POST", "/v1/collections/v/count", Some(count(&tight))).await["count"], 2);
+    for relaxed in [&eventual, &loose] {
+        assert_eq!(top_hit(&t, [5.0, 0.0], relaxed).await, 5, "{relaxed} after the refresh");
+        assert_eq!(t.ok("POST", "/v1/collections/v/get", Some(get(relaxed))).await["rows"][0]["id"], 5);
+    }
     t.server.stop().await;
 }

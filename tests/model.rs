@@ -199,5 +199,11 @@ async fn reads_stay_correct_while_flushes_and_compactions_swap_segments() {
 }
 
 fn get_request(ids: &[RowId], include_vector: bool, include_attributes: bool) -> strata_api::GetRequest {
-    strata_api::GetRequest { ids: ids.to_vec(), include_vector, include_attributes, filter: None }
+    strata_api::GetRequest {
+        ids: ids.to_vec(),
+        include_vector,
+        include_attributes,
+        filter: None,
+        consistency: Default::default(),
+    }
 }

@@ -12,13 +12,20 @@
 //! the search. A large one (an exact scan of a big unflushed tail, a very wide `ef`) runs
 //! on the search pool (`pool.rs`), off the async runtime, so it cannot stall it; the
 //! boundary is `query.inline_search_max_work`.
+//!
+//! Background refresh (decision 0015): [`ShardHost::refresh_in_use`] confirms every shard
+//! read in the last minute as current every `eventual_max_lag_ms / 2`, the way a strong
+//! read would (one head read when nothing changed), so an `eventual` read finds its shards
+//! confirmed within `eventual_max_lag_ms` and answers from memory, with no request to
+//! coordination or object storage. Shards nobody reads are left alone, so an idle node
+//! stays idle; the first relaxed read after a pause refreshes on its own, as before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, join_all};
 use prometheus::{IntCounter, IntCounterVec};
 use strata_coord::{HeadHints, shard_key};
 use strata_deps::{Deps, Resolver};
@@ -26,8 +33,9 @@ use strata_rpc::{
     Hit, ShardCount, ShardGet, ShardReads, ShardRow, ShardScan, ShardScanRequest, ShardSearch, ShardStats,
 };
 use strata_storage::segment::{FilterPlan, prepare_query};
-use strata_types::time::ClockExt;
-use strata_types::{CollectionDef, Metric, Result};
+use strata_types::time::{ClockExt, Ticker};
+use strata_types::{CollectionDef, Consistency, Metric, Result};
+use tokio::sync::watch;
 
 use crate::QueryConfig;
 use crate::metrics::HeldShard;
@@ -35,8 +43,12 @@ use crate::pool::SearchPool;
 use crate::shard::{Freshness, ShardReader};
 use crate::validate;
 
-/// A shard loaded on demand but not assigned is dropped after this long unused.
+/// A shard loaded on demand but not assigned is dropped after this long unused, and the
+/// background refresher stops refreshing a shard after this long unread.
 const IDLE_UNLOAD: Duration = Duration::from_secs(60);
+
+/// The background refresher runs at most this often, whatever `eventual_max_lag_ms` says.
+const MIN_REFRESH_PERIOD: Duration = Duration::from_millis(10);
 
 /// (collection id, shard).
 pub(crate) type Slot = (String, u32);
@@ -98,12 +110,52 @@ impl ShardHost {
     }
 
     /// Strong reads see every write acknowledged before now; eventual ones accept a state
-    /// up to `eventual_max_lag_ms` old.
-    fn freshness(&self, eventual: bool) -> Freshness {
-        match eventual {
-            true => Freshness::Eventual { max_age: Duration::from_millis(self.config.eventual_max_lag_ms) },
-            false => Freshness::Strong { since: self.deps.clock.now() },
+    /// confirmed up to `eventual_max_lag_ms` ago (the refresher keeps shards in use well
+    /// within that), bounded ones up to their `max_staleness_ms`.
+    fn freshness(&self, consistency: Consistency) -> Freshness {
+        match consistency {
+            Consistency::Strong => Freshness::Strong { since: self.deps.clock.now() },
+            Consistency::Eventual => {
+                Freshness::Within { max_age: Duration::from_millis(self.config.eventual_max_lag_ms) }
+            }
+            Consistency::MaxStaleness { ms } => Freshness::Within { max_age: Duration::from_millis(ms) },
         }
+    }
+
+    /// The background refresher (see the module docs), until `shutdown`.
+    pub async fn refresh_in_use(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let period = Duration::from_millis(self.config.eventual_max_lag_ms / 2).max(MIN_REFRESH_PERIOD);
+        let mut ticker = Ticker::new(self.deps.clock.clone(), period);
+        loop {
+            tokio::select! {
+                () = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            self.refresh_recently_read().await;
+        }
+    }
+
+    /// Refreshes, all at once, every shard read within [`IDLE_UNLOAD`] to a strong state.
+    pub(crate) async fn refresh_recently_read(&self) {
+        let now = self.now_ms();
+        let idle_ms = IDLE_UNLOAD.as_millis() as u64;
+        let in_use: Vec<Arc<LocalShard>> = lock(&self.shards)
+            .values()
+            .filter(|l| now.saturating_sub(l.last_used_ms.load(Ordering::Relaxed)) < idle_ms)
+            .cloned()
+            .collect();
+        let since = self.deps.clock.now();
+        join_all(in_use.iter().map(|local| async move {
+            if let Err(e) = local.reader.refresh(Freshness::Strong { since }).await {
+                // The next tick tries again; meanwhile relaxed reads past their bound
+                // refresh on their own.
+                tracing::debug!(collection = %local.reader.def().name, error = %e, "background refresh failed");
+            }
+        }))
+        .await;
     }
 
     /// The local copy of a shard (loaded on first use), refreshed to `freshness`.
@@ -136,7 +188,7 @@ impl ShardHost {
     /// Loads a shard (or brings it up to date) so it can serve: the serving loop's step
     /// between recording `loading` and `serving`.
     pub async fn load(&self, collection_id: &str, shard: u32) -> Result<()> {
-        self.shard(collection_id, shard, self.freshness(false)).await.map(|_| ())
+        self.shard(collection_id, shard, self.freshness(Consistency::Strong)).await.map(|_| ())
     }
 
     /// Forgets a shard (handed over to other replicas, or of a dropped collection).
@@ -174,7 +226,7 @@ impl ShardHost {
 
     /// The shard's top-k hits; materialises vectors and attributes only if asked.
     pub async fn search(&self, collection_id: &str, shard: u32, req: ShardSearch) -> Result<Vec<Hit>> {
-        let local = self.shard(collection_id, shard, self.freshness(req.eventual)).await?;
+        let local = self.shard(collection_id, shard, self.freshness(req.consistency)).await?;
         let metric = local.reader.def().metric;
         let query: Arc<[f32]> = match metric {
             Metric::Cosine => prepare_query(metric, &req.vector).into(),
@@ -206,7 +258,7 @@ impl ShardHost {
 
     /// The rows that exist among `req.ids`.
     pub async fn get(&self, collection_id: &str, shard: u32, req: ShardGet) -> Result<Vec<ShardRow>> {
-        let local = self.shard(collection_id, shard, self.freshness(req.eventual)).await?;
+        let local = self.shard(collection_id, shard, self.freshness(req.consistency)).await?;
         let state = local.reader.read();
         let rows = req
             .ids
@@ -223,7 +275,7 @@ impl ShardHost {
 
     /// One page of live rows (matching the filter, if any) in id order, strongly consistent.
     pub async fn scan(&self, collection_id: &str, shard: u32, req: ShardScanRequest) -> Result<ShardScan> {
-        let local = self.shard(collection_id, shard, self.freshness(false)).await?;
+        let local = self.shard(collection_id, shard, self.freshness(Consistency::Strong)).await?;
         let state = local.reader.read();
         let (page, more) = ShardReader::scan(&state, req.after.as_ref(), req.limit as usize, req.filter.as_deref());
         let next_after = if more { page.last().map(|(id, _)| id.clone()) } else { None };
@@ -239,7 +291,7 @@ impl ShardHost {
 
     /// Live rows matching the filter (all live rows without one).
     pub async fn count(&self, collection_id: &str, shard: u32, req: ShardCount) -> Result<u64> {
-        let local = self.shard(collection_id, shard, self.freshness(req.eventual)).await?;
+        let local = self.shard(collection_id, shard, self.freshness(req.consistency)).await?;
         let state = local.reader.read();
         Ok(match &req.filter {
             Some(filter) => ShardReader::count(&state, filter),
@@ -249,7 +301,7 @@ impl ShardHost {
 
     /// The shard's statistics as this node sees it (strongly consistent).
     pub async fn describe(&self, collection_id: &str, shard: u32) -> Result<ShardStats> {
-        let local = self.shard(collection_id, shard, self.freshness(false)).await?;
+        let local = self.shard(collection_id, shard, self.freshness(Consistency::Strong)).await?;
         // The head only adds what the writer acknowledged beyond what was applied here; the
         // shard was refreshed above, so without it (coordination down) the count is exact.
         let key = shard_key(collection_id, shard);

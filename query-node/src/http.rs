@@ -5,9 +5,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
-    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, Consistency, CountRequest,
-    CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse, QueryRequest, QueryResponse,
-    ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
+    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, ConsistencyLevel, ConsistencySchema,
+    CountRequest, CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse, QueryRequest,
+    QueryResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
 };
 use strata_types::filter::AttrType;
 use utoipa::OpenApi;
@@ -34,7 +34,8 @@ use crate::QueryNode;
         VectorInput,
         SearchResponse,
         ResultRow,
-        Consistency,
+        ConsistencySchema,
+        ConsistencyLevel,
         CollectionDescription,
         CollectionStats,
         ShardInfo,
@@ -83,7 +84,7 @@ async fn search(
     Ok(Json(node.search(&name, req).await?))
 }
 
-/// Fetch rows by id (strongly consistent).
+/// Fetch rows by id, as fresh as `consistency` asks (default strong).
 #[utoipa::path(post, path = "/v1/collections/{name}/get", params(("name" = String, Path)), request_body = GetRequest,
     responses((status = 200, body = GetResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_rows(

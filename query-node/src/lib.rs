@@ -35,6 +35,8 @@ pub use config::QueryConfig;
 pub use node::{QueryNode, forwarder, start};
 
 #[cfg(test)]
+mod consistency_tests;
+#[cfg(test)]
 mod outage_tests;
 #[cfg(test)]
 mod tests;

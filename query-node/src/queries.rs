@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::join_all;
 use serde::{Deserialize, Serialize};
-use strata_api::{Consistency, CountRequest, CountResponse, QueryRequest, QueryResponse, ResultRow};
+use strata_api::{CountRequest, CountResponse, QueryRequest, QueryResponse, ResultRow};
 use strata_rpc::{MAX_SCAN_ROWS, ShardCount, ShardScanRequest};
 use strata_types::filter::Filter;
 use strata_types::{CollectionDef, Error, ErrorKind, Result, RowId};
@@ -105,9 +105,9 @@ impl Router {
     /// How many live rows match the request's filter, summed over every shard. A shard
     /// no replica could count makes the answer `partial` (unless every shard failed).
     pub async fn count(&self, name: &str, req: CountRequest) -> Result<CountResponse> {
-        let def = self.resolver.resolve(&self.deps, name).await?;
+        let def = self.resolver.resolve_for(&self.deps, name, req.consistency).await?;
         let filter = self.filter(&def, req.filter.as_ref()).await?;
-        let shard_req = ShardCount { filter, eventual: req.consistency == Consistency::Eventual };
+        let shard_req = ShardCount { filter, consistency: req.consistency };
         let counts = join_all((0..def.shards).map(|shard| {
             let (def, shard_req) = (&def, &shard_req);
             self.on_replicas(def, shard, None, move |t| {

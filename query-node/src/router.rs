@@ -172,17 +172,17 @@ impl Router {
 
     pub async fn search(&self, name: &str, req: SearchRequest) -> Result<SearchResponse> {
         let started = self.deps.clock.now();
-        let def = self.resolver.resolve(&self.deps, name).await?;
+        let consistency = req.consistency;
+        let def = self.resolver.resolve_for(&self.deps, name, consistency).await?;
         let ef = req.ef.unwrap_or(def.hnsw.ef as usize);
         validate::search(&self.config, &def, &req.vector, req.top_k, ef)?;
         let filter = self.filter(&def, req.filter.as_ref()).await?;
         let single_shard = def.shards == 1;
-        let eventual = req.consistency == Consistency::Eventual;
         let shard_req = ShardSearch {
             vector: req.vector.into(),
             top_k: req.top_k as u32,
             ef: ef.max(req.top_k) as u32,
-            eventual,
+            consistency,
             include_vector: single_shard && req.include_vector,
             include_attributes: single_shard && req.include_attributes,
             filter,
@@ -221,7 +221,7 @@ impl Router {
         hits.truncate(req.top_k);
         if !single_shard && (req.include_vector || req.include_attributes) {
             let wanted = (req.include_vector, req.include_attributes);
-            hits = self.fill_rows(&def, hits, &answered, wanted, eventual).await?;
+            hits = self.fill_rows(&def, hits, &answered, wanted, consistency).await?;
         }
         let results = hits
             .into_iter()
@@ -249,13 +249,13 @@ impl Router {
         hits: Vec<(u32, Hit)>,
         answered: &[Option<Replica>],
         (include_vector, include_attributes): (bool, bool),
-        eventual: bool,
+        consistency: Consistency,
     ) -> Result<Vec<(u32, Hit)>> {
         let mut ids_of: HashMap<u32, Vec<RowId>> = HashMap::new();
         for (shard, hit) in &hits {
             ids_of.entry(*shard).or_default().push(hit.id.clone());
         }
-        let wanted = (include_vector, include_attributes, eventual);
+        let wanted = (include_vector, include_attributes, consistency);
         let mut rows = self.fetch_rows(def, ids_of, answered, wanted).await?;
         Ok(hits
             .into_iter()
@@ -267,16 +267,16 @@ impl Router {
     }
 
     /// Reads rows by id, one call per shard, first from the replica `first[shard]` (if any);
-    /// `(include_vector, include_attributes, eventual)` as in [`ShardGet`].
+    /// `(include_vector, include_attributes, consistency)` as in [`ShardGet`].
     async fn fetch_rows(
         &self,
         def: &CollectionDef,
         ids_of: HashMap<u32, Vec<RowId>>,
         first: &[Option<Replica>],
-        (include_vector, include_attributes, eventual): (bool, bool, bool),
+        (include_vector, include_attributes, consistency): (bool, bool, Consistency),
     ) -> Result<HashMap<RowId, ShardRow>> {
         let fetched = join_all(ids_of.into_iter().map(|(shard, ids)| {
-            let req = ShardGet { ids, include_vector, include_attributes, eventual };
+            let req = ShardGet { ids, include_vector, include_attributes, consistency };
             self.on_replicas(def, shard, first.get(shard as usize).and_then(Option::as_ref), move |t| {
                 let req = req.clone();
                 async move { t.get_rows(&def.id, shard, req).await }
@@ -295,14 +295,14 @@ impl Router {
     pub async fn get(&self, name: &str, req: GetRequest) -> Result<Vec<ResultRow>> {
         let ids = &req.ids;
         validate::get(&self.config, ids)?;
-        let def = self.resolver.resolve(&self.deps, name).await?;
+        let def = self.resolver.resolve_for(&self.deps, name, req.consistency).await?;
         let filter = self.filter(&def, req.filter.as_ref()).await?;
         let mut per_shard: HashMap<u32, Vec<RowId>> = HashMap::new();
         for id in ids {
             per_shard.entry(id.shard(def.shards)).or_default().push(id.clone());
         }
         // The filter is tested here, on the attributes of the few rows asked for.
-        let wanted = (req.include_vector, req.include_attributes || filter.is_some(), false);
+        let wanted = (req.include_vector, req.include_attributes || filter.is_some(), req.consistency);
         let found = self.fetch_rows(&def, per_shard, &[], wanted).await?;
         // In request order; an id asked for twice is returned twice.
         Ok(ids

@@ -8,13 +8,15 @@
 //! load its new segments and tombstones and drop tail entries it has flushed; then read
 //! WAL entries after the last applied one until the first missing one. A `strong` read
 //! refreshes before searching, so it sees every write acknowledged before it started
-//! (acknowledged ⇒ the WAL object exists). An `eventual` read refreshes only if the last
-//! refresh is older than `eventual_max_lag_ms`.
+//! (acknowledged ⇒ the WAL object exists). Relaxed reads (`eventual`, `max_staleness_ms`:
+//! [`Freshness::Within`]) refresh only if the state was last confirmed current longer ago
+//! than they allow; the host's background refresher keeps shards in use confirmed well
+//! within `eventual_max_lag_ms`, so eventual reads do not refresh themselves (decision 0015).
 //!
 //! Heads are hints (decision 0011): a read waits for one at most `HEAD_READ_TIMEOUT`
 //! ([`HeadHints`]), and when coordination cannot tell it (down, stalled, or presumed down
 //! after a recent failure) the refresh probes object storage exactly as with no head
-//! published, so reads keep their guarantees while etcd is down. An `eventual` read never
+//! published, so reads keep their guarantees while etcd is down. A relaxed read never
 //! waits on coordination once it is presumed down.
 //!
 //! Search: every segment is searched with a filter that drops its tombstoned rows and rows
@@ -86,8 +88,8 @@ pub(crate) struct Found {
 pub(crate) enum Freshness {
     /// Every write acknowledged before `since` (a refresh that started after it).
     Strong { since: Instant },
-    /// A state confirmed current at most `max_age` ago.
-    Eventual { max_age: Duration },
+    /// A state confirmed current at most `max_age` ago (`eventual`, `max_staleness_ms`).
+    Within { max_age: Duration },
 }
 
 pub(crate) struct ShardReader {
@@ -100,7 +102,7 @@ pub(crate) struct ShardReader {
     /// Serialises refreshes; holds when the last completed refresh started.
     refresh: tokio::sync::Mutex<Option<Instant>>,
     /// When the newest check that found the state current (a full refresh, or the head
-    /// fast path) started: an `eventual` read within `max_age` of it needs no check at all.
+    /// fast path) started: a relaxed read within `max_age` of it needs no check at all.
     confirmed: std::sync::Mutex<Option<Instant>>,
     /// Bounded head reads, shared by every shard of the node.
     hints: Arc<HeadHints>,
@@ -141,10 +143,10 @@ impl ShardReader {
     }
 
     /// Brings the state up to date unless a refresh that started after `since` (or, for
-    /// an eventual read, within its `max_age`) already completed.
+    /// a relaxed read, within its `max_age`) already completed.
     pub async fn refresh(&self, freshness: Freshness) -> Result<()> {
         let clock = self.deps.clock.as_ref();
-        if let Freshness::Eventual { max_age } = freshness
+        if let Freshness::Within { max_age } = freshness
             && self.confirmed.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|c| clock.elapsed(c) <= max_age)
         {
             return Ok(());
@@ -153,7 +155,7 @@ impl ShardReader {
         // the published head means having every acknowledged write.
         let checked = clock.now();
         let read = match freshness {
-            Freshness::Eventual { .. } if self.hints.presumed_down(clock) => Err(Unavailable),
+            Freshness::Within { .. } if self.hints.presumed_down(clock) => Err(Unavailable),
             _ => self.hints.read(self.deps.coord.as_ref(), clock, &self.key).await,
         };
         // Without a head, the refresh below probes object storage (the truth), exactly as
@@ -175,7 +177,7 @@ impl ShardReader {
         let mut last = self.refresh.lock().await;
         if let Some(started) = *last {
             let fresh_enough = match freshness {
-                Freshness::Eventual { max_age } => clock.elapsed(started) <= max_age,
+                Freshness::Within { max_age } => clock.elapsed(started) <= max_age,
                 Freshness::Strong { since } => started >= since,
             };
             if fresh_enough {

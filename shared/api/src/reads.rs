@@ -17,14 +17,32 @@ use utoipa::ToSchema;
 #[schema(as = Filter, value_type = Object, example = json!({"lang": "en", "year": {"$gte": 2020, "$lt": 2025}, "tags": {"$contains": "rust"}}))]
 pub struct FilterSchema(pub serde_json::Value);
 
-/// How fresh a read must be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub use strata_types::Consistency;
+
+// The OpenAPI form of `Consistency`, whose serde form is written by hand (it validates the
+// bound and names the field when it is wrong).
+/// How fresh a read must be: `"strong"` (default) sees every write acknowledged before the
+/// request; `"eventual"` serves each query node's in-memory state, kept within
+/// `query.eventual_max_lag_ms` (default 1 s) of acknowledged writes by a background
+/// refresher, without any request to etcd or object storage on the request path;
+/// `{"max_staleness_ms": N}` (N in 0..=3600000) serves that state if it was confirmed
+/// current at most N ms ago and refreshes first otherwise.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = Consistency, example = json!({"max_staleness_ms": 500}))]
+pub enum ConsistencySchema {
+    Level(ConsistencyLevel),
+    Bounded {
+        /// How old the served state may be, in milliseconds: 0..=3600000.
+        max_staleness_ms: u64,
+    },
+}
+
+/// The named consistency levels.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    /// Sees every write acknowledged before the request arrived.
-    #[default]
+pub enum ConsistencyLevel {
     Strong,
-    /// May lag acknowledged writes by up to `eventual_max_lag_ms` (default 1 s).
     Eventual,
 }
 
@@ -44,6 +62,7 @@ pub struct SearchRequest {
     #[serde(default)]
     pub ef: Option<usize>,
     #[serde(default)]
+    #[schema(value_type = ConsistencySchema)]
     pub consistency: Consistency,
     #[serde(default)]
     pub include_vector: bool,
@@ -95,6 +114,9 @@ pub struct SearchResponse {
 #[serde(deny_unknown_fields)]
 pub struct GetRequest {
     pub ids: Vec<RowId>,
+    #[serde(default)]
+    #[schema(value_type = ConsistencySchema)]
+    pub consistency: Consistency,
     #[serde(default)]
     pub include_vector: bool,
     #[serde(default)]
@@ -199,6 +221,7 @@ pub struct CountRequest {
     #[schema(value_type = Option<FilterSchema>)]
     pub filter: Option<serde_json::Value>,
     #[serde(default)]
+    #[schema(value_type = ConsistencySchema)]
     pub consistency: Consistency,
 }
 

@@ -12,22 +12,30 @@
 //! confirmed by finding no catalog entry `v + 1` in object storage (one GET); anything else
 //! resolves from the catalog as usual. Publishing the version found is then skipped: it is
 //! an optimisation for later calls, never needed for an answer.
+//!
+//! Relaxed reads (decision 0015, [`Resolver::resolve_for`]): an `eventual` read takes a
+//! cached definition unless the watched cluster view (decision 0012: it carries the
+//! published catalog versions) names another version for the name, so it asks neither
+//! coordination nor storage; a `max_staleness_ms` read takes one that was confirmed at most
+//! that long ago. Anything else resolves as above.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use strata_coord::{Head, HeadHints, Unavailable};
 use strata_storage::attr_types::AttrTypes;
 use strata_storage::catalog::{self, CatalogState};
 use strata_types::filter::Filter;
-use strata_types::{CollectionDef, Error, Result};
+use strata_types::time::ClockExt;
+use strata_types::{CollectionDef, Consistency, Error, Result};
 
 use crate::Deps;
 
 /// A cache of resolved collections. Cheap to share.
 #[derive(Default)]
 pub struct Resolver {
-    names: Mutex<HashMap<String, (u64, Arc<CollectionDef>)>>,
+    names: Mutex<HashMap<String, Resolved>>,
     ids: Mutex<HashMap<String, Arc<CollectionDef>>>,
     /// Attribute types per incarnation id.
     types: Mutex<HashMap<String, Arc<AttrTypes>>>,
@@ -35,22 +43,52 @@ pub struct Resolver {
     hints: HeadHints,
 }
 
+/// A name resolved at catalog `version`, and when a check that found it current started.
+#[derive(Clone)]
+struct Resolved {
+    version: u64,
+    def: Arc<CollectionDef>,
+    confirmed: Instant,
+}
+
 impl Resolver {
+    /// The active collection called `name`, as fresh as `consistency` asks (see the module
+    /// docs): `Strong` is [`Resolver::resolve`].
+    pub async fn resolve_for(&self, deps: &Deps, name: &str, consistency: Consistency) -> Result<Arc<CollectionDef>> {
+        if let Some(cached) = lock(&self.names).get(name).cloned() {
+            let fresh_enough = match consistency {
+                Consistency::Strong => false,
+                Consistency::Eventual => {
+                    let view = deps.coord.view();
+                    let view = view.borrow();
+                    let published = view.catalog.as_ref().and_then(|versions| versions.get(name));
+                    published.is_none_or(|v| *v == cached.version)
+                }
+                Consistency::MaxStaleness { ms } => deps.clock.elapsed(cached.confirmed) <= Duration::from_millis(ms),
+            };
+            if fresh_enough {
+                return Ok(cached.def);
+            }
+        }
+        self.resolve(deps, name).await
+    }
+
     /// The active collection called `name`, or `NotFound`.
     pub async fn resolve(&self, deps: &Deps, name: &str) -> Result<Arc<CollectionDef>> {
+        let started = deps.clock.now();
         let key = strata_coord::catalog_key(name);
         let published = self.hints.read(deps.coord.as_ref(), deps.clock.as_ref(), &key).await;
         let published = published.map(|head| head.map(|h| h.wal_seq));
         let cached = lock(&self.names).get(name).cloned();
         let store = deps.store.as_ref();
-        match (published, &cached) {
-            (Ok(Some(published)), Some((version, def))) if *version == published => return Ok(def.clone()),
-            (Err(Unavailable), Some((version, def)))
-                if catalog::read_entry(store, name, version + 1).await?.is_none() =>
-            {
-                return Ok(def.clone());
-            }
-            _ => {}
+        let current = match (published, &cached) {
+            (Ok(Some(published)), Some(c)) => c.version == published,
+            (Err(Unavailable), Some(c)) => catalog::read_entry(store, name, c.version + 1).await?.is_none(),
+            _ => false,
+        };
+        if let Some(cached) = cached.filter(|_| current) {
+            self.confirm(name, cached.version, started);
+            return Ok(cached.def);
         }
         let not_found = || Error::not_found(format!("collection {name:?} does not exist"));
         catalog::validate_name(name).map_err(|_| not_found())?;
@@ -71,8 +109,19 @@ impl Resolver {
             return Err(not_found());
         }
         let def = self.by_id(deps, &entry.collection_id).await?;
-        lock(&self.names).insert(name.to_owned(), (entry.version, def.clone()));
+        lock(&self.names)
+            .insert(name.to_owned(), Resolved { version: entry.version, def: def.clone(), confirmed: started });
         Ok(def)
+    }
+
+    /// Records that `name` was found current at `version` by a check that started at `at`.
+    fn confirm(&self, name: &str, version: u64, at: Instant) {
+        if let Some(r) = lock(&self.names).get_mut(name)
+            && r.version == version
+            && r.confirmed < at
+        {
+            r.confirmed = at;
+        }
     }
 
     /// The definition of incarnation `collection_id` (active or not).

@@ -7,8 +7,9 @@ use crate::pb;
 use std::sync::Arc;
 use strata_storage::wal::{WalEntry, WalOp};
 
+use strata_types::consistency::MAX_STALENESS_MS;
 use strata_types::filter::Filter;
-use strata_types::{Attributes, RowId};
+use strata_types::{Attributes, Consistency, RowId};
 use strata_types::{Error, Result};
 
 pub(crate) fn id_to_pb(id: RowId) -> pb::RowId {
@@ -38,7 +39,8 @@ pub(crate) fn search_request(collection_id: &str, shard: u32, req: ShardSearch) 
         vector: req.vector.to_vec(),
         top_k: req.top_k,
         ef: req.ef,
-        eventual: req.eventual,
+        eventual: req.consistency == Consistency::Eventual,
+        max_staleness_ms: max_staleness_ms(req.consistency),
         include_vector: req.include_vector,
         include_attributes: req.include_attributes,
         filter_json: filter_to_pb(req.filter.as_deref()),
@@ -50,12 +52,34 @@ pub(crate) fn search_from_pb(msg: pb::SearchShardRequest) -> Result<(Option<pb::
         vector: msg.vector.into(),
         top_k: msg.top_k,
         ef: msg.ef,
-        eventual: msg.eventual,
+        consistency: consistency_from_pb(msg.eventual, msg.max_staleness_ms)?,
         include_vector: msg.include_vector,
         include_attributes: msg.include_attributes,
         filter: filter_from_pb(&msg.filter_json)?,
     };
     Ok((msg.shard, req))
+}
+
+/// The bound of `{"max_staleness_ms": N}` on the wire (next to `eventual`, which old nodes
+/// know: they read a bounded read as strong, which is fresher than asked, never staler).
+pub(crate) fn max_staleness_ms(consistency: Consistency) -> Option<u64> {
+    match consistency {
+        Consistency::MaxStaleness { ms } => Some(ms),
+        Consistency::Strong | Consistency::Eventual => None,
+    }
+}
+
+/// A consistency level from the wire, checked like the REST form.
+pub(crate) fn consistency_from_pb(eventual: bool, max_staleness_ms: Option<u64>) -> Result<Consistency> {
+    match (eventual, max_staleness_ms) {
+        (_, Some(ms)) if ms > MAX_STALENESS_MS => {
+            Err(Error::invalid(format!("max_staleness_ms must be in 0..={MAX_STALENESS_MS}, got {ms}")))
+        }
+        (false, Some(ms)) => Ok(Consistency::MaxStaleness { ms }),
+        (true, Some(_)) => Err(Error::invalid("a read is either eventual or bounded by max_staleness_ms, not both")),
+        (true, None) => Ok(Consistency::Eventual),
+        (false, None) => Ok(Consistency::Strong),
+    }
 }
 
 /// A filter's wire form: its JSON text, empty for none.
@@ -79,7 +103,8 @@ pub(crate) fn get_request(collection_id: &str, shard: u32, req: ShardGet) -> pb:
         ids: req.ids.into_iter().map(id_to_pb).collect(),
         include_vector: req.include_vector,
         include_attributes: req.include_attributes,
-        eventual: req.eventual,
+        eventual: req.consistency == Consistency::Eventual,
+        max_staleness_ms: max_staleness_ms(req.consistency),
     }
 }
 
@@ -244,5 +269,31 @@ mod tests {
         assert_eq!(ops_from_pb(&msg.ops).unwrap(), ops);
         assert!(ops_from_pb(b"garbage").is_err());
         assert!(id_from_pb(None).is_err());
+    }
+
+    /// A routed read carries its consistency level to the replica unchanged.
+    #[test]
+    fn consistency_levels_cross_the_wire() {
+        for consistency in [Consistency::Strong, Consistency::Eventual, Consistency::MaxStaleness { ms: 250 }] {
+            let req = ShardSearch {
+                vector: vec![1.0].into(),
+                top_k: 1,
+                ef: 8,
+                consistency,
+                include_vector: false,
+                include_attributes: false,
+                filter: None,
+            };
+            let (_, back) = search_from_pb(search_request("c", 0, req)).unwrap();
+            assert_eq!(back.consistency, consistency);
+            let get = get_request(
+                "c",
+                0,
+                ShardGet { ids: vec![], include_vector: false, include_attributes: false, consistency },
+            );
+            assert_eq!(consistency_from_pb(get.eventual, get.max_staleness_ms).unwrap(), consistency);
+        }
+        assert!(consistency_from_pb(false, Some(MAX_STALENESS_MS + 1)).is_err());
+        assert!(consistency_from_pb(true, Some(5)).is_err());
     }
 }

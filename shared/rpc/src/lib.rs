@@ -20,7 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::pb::node_client::NodeClient;
 use strata_storage::wal::WalOp;
 use strata_types::filter::Filter;
-use strata_types::{Attributes, RowId};
+use strata_types::{Attributes, Consistency, RowId};
 use strata_types::{Error, ErrorKind, Result};
 
 mod convert;
@@ -42,7 +42,7 @@ pub struct ShardSearch {
     pub vector: Arc<[f32]>,
     pub top_k: u32,
     pub ef: u32,
-    pub eventual: bool,
+    pub consistency: Consistency,
     /// Materialise vectors and attributes of the hits. Routers ask for them only when a
     /// shard's top-k is the final answer (a single-shard collection); otherwise they fetch
     /// rows for the merged top-k afterwards, so no shard builds rows the merge throws away.
@@ -68,7 +68,7 @@ pub struct ShardScanRequest {
 #[derive(Clone, Debug)]
 pub struct ShardCount {
     pub filter: Option<Arc<Filter>>,
-    pub eventual: bool,
+    pub consistency: Consistency,
 }
 
 /// A search hit, the one type a result is carried in from a shard through the merge to
@@ -88,9 +88,9 @@ pub struct ShardGet {
     pub ids: Vec<RowId>,
     pub include_vector: bool,
     pub include_attributes: bool,
-    /// Read a state at most the query role's `eventual_max_lag_ms` old instead of one that
-    /// has every write acknowledged before the call.
-    pub eventual: bool,
+    /// How fresh the state read must be (a router fetching the rows of hits it just
+    /// searched passes the search's own level).
+    pub consistency: Consistency,
 }
 
 /// A row read from a shard by id or by scan.
@@ -342,7 +342,8 @@ impl ShardReads for Remote {
         let msg = crate::pb::CountShardRequest {
             shard: convert::shard_ref(collection_id, shard),
             filter_json: convert::filter_to_pb(req.filter.as_deref()),
-            eventual: req.eventual,
+            eventual: req.consistency == Consistency::Eventual,
+            max_staleness_ms: convert::max_staleness_ms(req.consistency),
         };
         Box::pin(async move {
             let reply = self

@@ -108,7 +108,7 @@ impl Node for NodeService {
             ids,
             include_vector: msg.include_vector,
             include_attributes: msg.include_attributes,
-            eventual: msg.eventual,
+            consistency: convert::consistency_from_pb(msg.eventual, msg.max_staleness_ms).map_err(|e| status_of(&e))?,
         };
         let rows = self.reads()?.get_rows(&shard.collection_id, shard.shard, req).await.map_err(|e| status_of(&e))?;
         let reply = pb::GetRowsResponse { rows: rows.into_iter().map(convert::row_to_pb).collect() };
@@ -151,7 +151,9 @@ impl Node for NodeService {
         let in_len = msg.encoded_len();
         let shard = shard_of(msg.shard)?;
         let filter = convert::filter_from_pb(&msg.filter_json).map_err(|e| status_of(&e))?;
-        let req = ShardCount { filter, eventual: msg.eventual };
+        let consistency =
+            convert::consistency_from_pb(msg.eventual, msg.max_staleness_ms).map_err(|e| status_of(&e))?;
+        let req = ShardCount { filter, consistency };
         let count =
             self.reads()?.count_shard(&shard.collection_id, shard.shard, req).await.map_err(|e| status_of(&e))?;
         let reply = pb::CountShardResponse { count };

@@ -2,6 +2,7 @@
 //!
 //! - [`error`]: [`Error`] with an [`ErrorKind`] (invalid, not found, conflict, overloaded,
 //!   retryable, internal) that callers and the HTTP edge act on without reading messages;
+//! - [`consistency`]: how fresh a read must be ([`Consistency`]);
 //! - [`model`]: collections, rows, ids and metrics, with their validation (re-exported at
 //!   the root);
 //! - [`filter`]: the attribute filter language: parsing, the type check against a
@@ -14,6 +15,7 @@
 //!
 //! It depends on no other Strata crate and does no I/O.
 
+pub mod consistency;
 pub mod error;
 pub mod filter;
 pub mod metrics;
@@ -21,5 +23,6 @@ pub mod model;
 pub mod random;
 pub mod time;
 
+pub use consistency::Consistency;
 pub use error::{Committed, Error, ErrorKind, Result};
 pub use model::*;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
+use strata_types::Consistency;
 
 use super::data::Metric;
 
@@ -85,7 +86,7 @@ struct SearchBody<'a> {
     /// Absent: the collection's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     ef: Option<usize>,
-    consistency: &'a str,
+    consistency: Consistency,
     include_vector: bool,
     include_attributes: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,7 +99,7 @@ pub(crate) struct SearchOptions<'a> {
     pub(crate) top_k: usize,
     /// `None`: the collection's default ef (not sent).
     pub(crate) ef: Option<usize>,
-    pub(crate) consistency: &'a str,
+    pub(crate) consistency: Consistency,
     pub(crate) include_attributes: bool,
     pub(crate) filter: Option<&'a Value>,
 }
@@ -306,7 +307,7 @@ impl Api {
         vector: &[f32],
         top_k: usize,
         ef: usize,
-        consistency: &str,
+        consistency: Consistency,
     ) -> Result<SearchAnswer> {
         let options = SearchOptions { top_k, ef: Some(ef), consistency, include_attributes: false, filter: None };
         let v = self.search_with(name, vector, &options).await?;

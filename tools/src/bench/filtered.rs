@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
+use strata_types::Consistency;
 
 use super::client::{Api, SearchOptions, answer_of, result_id};
 use super::data::{Matrix, write_npy};
@@ -198,7 +199,7 @@ pub(crate) struct FilteredSpec<'a> {
     pub(crate) k: usize,
     pub(crate) efs: &'a [usize],
     pub(crate) default_ef: usize,
-    pub(crate) consistency: &'static str,
+    pub(crate) consistency: Consistency,
     pub(crate) repeat: usize,
 }
 
@@ -353,8 +354,13 @@ pub(crate) async fn delete_by_filter(
     let (mut checked, mut violating, mut without_u, mut short) = (0, 0, 0, 0);
     for i in 0..searches {
         let q = i % queries.rows;
-        let options =
-            SearchOptions { top_k: k, ef: None, consistency: "strong", include_attributes: true, filter: None };
+        let options = SearchOptions {
+            top_k: k,
+            ef: None,
+            consistency: Consistency::Strong,
+            include_attributes: true,
+            filter: None,
+        };
         let v = api.search_with(name, queries.row(q), &options).await?;
         let results = v.get("results").and_then(Value::as_array).context("search: no results")?;
         if results.len() < k {
@@ -379,7 +385,7 @@ pub(crate) async fn delete_by_filter(
         let options = SearchOptions {
             top_k: k,
             ef: None,
-            consistency: "strong",
+            consistency: Consistency::Strong,
             include_attributes: false,
             filter: Some(&filter),
         };

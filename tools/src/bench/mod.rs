@@ -45,22 +45,22 @@ use phases::QuerySpec;
 use reference::{ReferenceSpec, Scratch};
 use report::{Config, DatasetInfo, Machine, Report};
 use stats::thousands;
+use strata_types::Consistency;
 
-/// Read consistency of the measured searches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Consistency {
-    /// Sees every acknowledged write (the default; after the flush both modes see the same data).
-    Strong,
-    /// May lag acknowledged writes by up to the server's bound.
-    Eventual,
+/// Parses a `--consistency` level: `strong`, `eventual` or `max_staleness_ms=N`.
+fn parse_consistency(text: &str) -> std::result::Result<Consistency, String> {
+    let value = match text.strip_prefix("max_staleness_ms=") {
+        Some(n) => serde_json::json!({ "max_staleness_ms": n.parse::<u64>().map_err(|e| format!("{text}: {e}"))? }),
+        None => serde_json::json!(text),
+    };
+    Consistency::from_json(&value)
 }
 
-impl Consistency {
-    fn as_str(self) -> &'static str {
-        match self {
-            Consistency::Strong => "strong",
-            Consistency::Eventual => "eventual",
-        }
+/// How a level is written on the command line and in the report.
+pub(crate) fn consistency_name(c: Consistency) -> String {
+    match c {
+        Consistency::MaxStaleness { ms } => format!("max_staleness_ms={ms}"),
+        Consistency::Strong | Consistency::Eventual => c.label().to_owned(),
     }
 }
 
@@ -139,9 +139,11 @@ pub(crate) struct Options {
     /// CPU figure on small query sets; recall is the same for every run).
     #[arg(long, default_value_t = 1)]
     repeat: usize,
-    /// Read consistency of the searches.
-    #[arg(long, value_enum, default_value = "strong")]
-    consistency: Consistency,
+    /// Read consistency of the searches, comma-separated: `strong`, `eventual`,
+    /// `max_staleness_ms=N`. With several, the search runs are measured for each level in
+    /// turn on the same data (the filtered passes use the first).
+    #[arg(long, value_delimiter = ',', value_parser = parse_consistency, default_value = "strong")]
+    consistency: Vec<Consistency>,
     /// Reuse the existing collection: no drop, create, ingest or flush.
     #[arg(long)]
     skip_ingest: bool,
@@ -213,6 +215,7 @@ impl Options {
         );
         ensure!(self.max_queries != Some(0), "--max-queries must be positive");
         ensure!(self.repeat > 0, "--repeat must be positive");
+        ensure!(!self.consistency.is_empty(), "--consistency needs a level");
         if let Some(dim) = self.dim {
             ensure!(dim > 0, "--dim must be positive");
         }
@@ -408,24 +411,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         indexing = Some(ix);
     }
 
+    let levels: Vec<String> = args.consistency.iter().map(|c| consistency_name(*c)).collect();
     eprintln!(
-        "[4/7] searching: ef {:?} × clients {:?}, {} consistency",
+        "[4/7] searching: ef {:?} × clients {:?}, consistency {}",
         args.ef,
         args.query_threads,
-        args.consistency.as_str()
+        levels.join(", ")
     );
     let mut search = Vec::new();
-    for &ef in &args.ef {
-        for &threads in &args.query_threads {
-            let spec = QuerySpec {
-                collection: name.clone(),
-                k: args.k,
-                ef,
-                consistency: args.consistency.as_str(),
-                threads,
-                repeat: args.repeat,
-            };
-            search.push(phases::search(&api, &spec, queries.clone(), &gt).await?);
+    for &consistency in &args.consistency {
+        for &ef in &args.ef {
+            for &threads in &args.query_threads {
+                let spec =
+                    QuerySpec { collection: name.clone(), k: args.k, ef, consistency, threads, repeat: args.repeat };
+                search.push(phases::search(&api, &spec, queries.clone(), &gt).await?);
+            }
         }
     }
 
@@ -439,14 +439,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "  {} combinations × ef [default ({default_ef}), {:?}], 1 client, {} consistency",
             setup.combos.len(),
             args.ef,
-            args.consistency.as_str()
+            levels[0]
         );
         let spec = filtered::FilteredSpec {
             collection: &name,
             k: args.k,
             efs: &args.ef,
             default_ef,
-            consistency: args.consistency.as_str(),
+            consistency: args.consistency[0],
             repeat: args.repeat,
         };
         let runs = filtered::measure(&api, &spec, setup, &queries).await?;
@@ -541,7 +541,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             batch: args.batch,
             clients: args.clients,
             query_threads: args.query_threads.clone(),
-            consistency: args.consistency.as_str(),
+            consistency: levels.join(","),
             skip_ingest: args.skip_ingest,
             vector_encoding: args.vector_encoding.as_str(),
         },

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use strata_types::Consistency;
 
 use super::client::{Api, Upsert, VectorEncoding, WireVector, stats_summary};
 use super::data::{Dataset, Matrix};
@@ -45,6 +46,8 @@ pub(crate) struct IndexResult {
 /// One (ef, client threads) search run.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct SearchResult {
+    /// The read consistency, as `--consistency` writes it.
+    pub(crate) consistency: String,
     pub(crate) ef: usize,
     pub(crate) threads: usize,
     /// Searches in the measured pass (queries × `--repeat`).
@@ -228,8 +231,7 @@ pub(crate) struct QuerySpec {
     pub(crate) collection: String,
     pub(crate) k: usize,
     pub(crate) ef: usize,
-    /// `"strong"` or `"eventual"`.
-    pub(crate) consistency: &'static str,
+    pub(crate) consistency: Consistency,
     /// Concurrent client tasks.
     pub(crate) threads: usize,
     /// Times the measured pass runs through the queries (`--repeat`): more searches per
@@ -309,6 +311,7 @@ pub(crate) async fn search(
         eprintln!("  warning: every search returned no results; is the collection empty?");
     }
     let result = SearchResult {
+        consistency: super::consistency_name(spec.consistency),
         ef,
         threads,
         queries: searches,
@@ -320,8 +323,9 @@ pub(crate) async fn search(
         server_cpu_us_per_query,
     };
     eprintln!(
-        "  ef={ef} clients={threads}: recall@{k}={:.4}, {} QPS, client p50 {:.2} ms p99 {:.2} ms, server p50 {:.2} ms, \
+        "  {} ef={ef} clients={threads}: recall@{k}={:.4}, {} QPS, client p50 {:.2} ms p99 {:.2} ms, server p50 {:.2} ms, \
          server CPU {} µs/query",
+        result.consistency,
         result.recall,
         thousands(result.qps),
         result.client_latency_us.p50 / 1000.0,

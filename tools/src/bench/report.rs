@@ -69,7 +69,8 @@ pub(crate) struct Config {
     pub(crate) batch: usize,
     pub(crate) clients: usize,
     pub(crate) query_threads: Vec<usize>,
-    pub(crate) consistency: &'static str,
+    /// The `--consistency` levels, comma-separated.
+    pub(crate) consistency: String,
     pub(crate) skip_ingest: bool,
     /// `"json"` or `"base64"`: how requests carried vectors.
     pub(crate) vector_encoding: &'static str,
@@ -239,7 +240,8 @@ impl Report {
             k = self.config.k,
             s = if threads == 1 { "" } else { "s" }
         );
-        for s in self.search.iter().filter(|s| s.threads == threads) {
+        let first_level = self.search.first().map(|s| s.consistency.as_str());
+        for s in self.search.iter().filter(|s| s.threads == threads && Some(s.consistency.as_str()) == first_level) {
             let r = self.reference.as_ref().and_then(|r| reference_search(r, s.ef));
             let rv = |path: &[&str]| r.and_then(|r| num(r, path));
             let pair =
@@ -266,15 +268,16 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "| Strata ef | clients | recall@{} | QPS | client p50 / p99 / p99.9 ms | server p50 / p99 / p99.9 ms | \
-             server CPU µs/query |\n|---|---|---|---|---|---|---|",
+            "| Strata consistency | ef | clients | recall@{} | QPS | client p50 / p99 / p99.9 ms | \
+             server p50 / p99 / p99.9 ms | server CPU µs/query |\n|---|---|---|---|---|---|---|---|",
             self.config.k
         );
         for s in &self.search {
             let (cl, sv) = (&s.client_latency_us, &s.server_took_us);
             let _ = writeln!(
                 o,
-                "| {} | {} | {:.4} | {} | {} / {} / {} | {} / {} / {} | {} |",
+                "| {} | {} | {} | {:.4} | {} | {} / {} / {} | {} / {} / {} | {} |",
+                s.consistency,
                 s.ef,
                 s.threads,
                 s.recall,

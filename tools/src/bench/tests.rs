@@ -245,6 +245,7 @@ fn thousands_separators() {
 #[test]
 fn markdown_report_compares_with_reference() {
     let run = |threads| SearchResult {
+        consistency: "strong".to_owned(),
         ef: 64,
         threads,
         queries: 100,
@@ -276,7 +277,7 @@ fn markdown_report_compares_with_reference() {
             batch: 100,
             clients: 4,
             query_threads: vec![1, 4],
-            consistency: "strong",
+            consistency: "strong".to_owned(),
             skip_ingest: true,
             vector_encoding: "json",
         },
@@ -297,8 +298,27 @@ fn markdown_report_compares_with_reference() {
     assert!(md.contains("100 MiB (server process since its start; now —)"), "{md}");
     assert!(md.contains("2,000 vectors/s (2 threads"), "{md}");
     assert!(md.contains("| 0.40 / 0.60 / 0.60 | 350 |"), "server CPU per query in the table: {md}");
+    assert!(md.contains("| strong | 64 | 1 | 0.9500 |"), "the consistency of each run: {md}");
     let js = serde_json::to_value(&report).unwrap();
     assert_eq!(js["search"][1]["threads"], 4);
     assert!(js.get("filtered").is_none(), "no filtered section unless --filtered: {js}");
     assert_eq!(js["search"][0]["client_latency_us"]["p50"], 900.0);
+}
+
+/// `--consistency` takes the three levels, written as the report writes them, and refuses
+/// anything else.
+#[test]
+fn consistency_levels_parse_from_the_command_line() {
+    use strata_types::Consistency;
+    for (text, level) in [
+        ("strong", Consistency::Strong),
+        ("eventual", Consistency::Eventual),
+        ("max_staleness_ms=1000", Consistency::MaxStaleness { ms: 1000 }),
+    ] {
+        assert_eq!(super::parse_consistency(text), Ok(level));
+        assert_eq!(super::consistency_name(level), text);
+    }
+    for bad in ["max_staleness_ms=-1", "max_staleness_ms=", "max_staleness_ms=99999999", "weak"] {
+        assert!(super::parse_consistency(bad).is_err(), "{bad}");
+    }
 }

@@ -243,8 +243,13 @@ fn request_bodies_carry_attributes_and_filters_only_when_asked() {
         upsert_body(&base, 0, 3, VectorEncoding::Json)
     );
 
-    let plain =
-        SearchOptions { top_k: 10, ef: Some(64), consistency: "strong", include_attributes: false, filter: None };
+    let plain = SearchOptions {
+        top_k: 10,
+        ef: Some(64),
+        consistency: strata_types::Consistency::Strong,
+        include_attributes: false,
+        filter: None,
+    };
     let v = serde_json::to_value(search_body(&[1.0, 2.0], &plain, VectorEncoding::Json)).unwrap();
     assert_eq!(
         v,
