@@ -47,7 +47,7 @@ pub async fn start(config: QueryConfig, deps: Deps, shutdown: watch::Receiver<bo
     let serving = Arc::new(Serving::new(deps, node.host.clone(), node.metrics.clone(), poll));
     // Plan before returning so readiness is accurate at once; loading goes on behind.
     let first = serving.plan().await?;
-    tokio::spawn(host.clone().refresh_in_use(shutdown.clone()));
+    tokio::spawn(node.host.clone().refresh_in_use(shutdown.clone()));
     tokio::spawn(serving.clone().run(first, shutdown));
     node.serving = Some(serving);
     Ok(node)
