@@ -169,8 +169,17 @@ impl Cluster {
     fn spawn_new(&mut self, role: Role) -> String {
         let n = self.nodes.iter().filter(|n| n.role == role).count() + 1;
         let id = format!("{}-{n}", role.short());
-        let port = free_port(false).unwrap();
-        let grpc_port = free_port(false).unwrap();
+        // A port that is free now may be one another node of this cluster was given but
+        // has not bound yet (or is stopped and will bind again): never hand out one twice.
+        let mut taken: Vec<u16> = self.nodes.iter().flat_map(|n| [n.port, n.grpc_port]).collect();
+        let mut fresh_port = || loop {
+            let p = free_port(false).unwrap();
+            if !taken.contains(&p) {
+                taken.push(p);
+                break p;
+            }
+        };
+        let (port, grpc_port) = (fresh_port(), fresh_port());
         let data_dir = self.dir.path().join(&id);
         std::fs::create_dir_all(&data_dir).unwrap();
         let log = self.dir.path().join(format!("{id}.log"));
