@@ -310,6 +310,13 @@ async fn remove(
     // The drain flag stays: should the process come back (a new session re-registers it),
     // it still gets no shards until someone undrains it.
     deps.coord.deregister(&id).await?;
+    // Answer once this node's view (fed by a watch) has seen it too, so a client reading
+    // the members from here next does not still find the node (bounded: a view that lags
+    // further is reported by the next read, not waited for).
+    let seen_by = clock.now() + Duration::from_secs(2);
+    while deps.coord.view().borrow().members.iter().any(|m| m.node_id == id) && clock.now() < seen_by {
+        clock.sleep(Duration::from_millis(20)).await;
+    }
     status.roles.clear();
     Ok(Json(status))
 }
