@@ -9,6 +9,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 fn ids(v: &Value, key: &str) -> Vec<Value> {
     v[key].as_array().unwrap().iter().map(|r| r["id"].clone()).collect()
@@ -143,7 +144,36 @@ async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
             StatusCode::BAD_REQUEST,
             "more than once",
         ),
-        ("negative id", upsert(json!([{"id": -3, "vector": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "malformed JSON"),
+        (
+            "negative id",
+            upsert(json!([{"id": -3, "vector": [1.0, 1.0]}])),
+            StatusCode::BAD_REQUEST,
+            "at rows[0].id: an id must not be negative, got -3",
+        ),
+        (
+            "fractional id",
+            upsert(json!([{"id": 1.5, "vector": [1.0, 1.0]}])),
+            StatusCode::BAD_REQUEST,
+            "an id is an integer or a string, got the number 1.5",
+        ),
+        (
+            "id of the wrong type",
+            upsert(json!([{"id": [1], "vector": [1.0, 1.0]}])),
+            StatusCode::BAD_REQUEST,
+            "expected an id: an integer in 0..=18446744073709551615 or a non-empty string",
+        ),
+        (
+            "bulk into an unknown collection",
+            ("POST", "/v1/collections/nope/bulk", Some(json!({"shard": 0, "rows": []}))),
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "wrong method",
+            ("PUT", "/v1/collections/c/search", Some(json!({}))),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PUT is not allowed on /v1/collections/c/search",
+        ),
         ("empty string id", upsert(json!([{"id": "", "vector": [1.0, 1.0]}])), StatusCode::BAD_REQUEST, "empty string"),
         (
             "nested attribute",
@@ -499,5 +529,27 @@ async fn relaxed_reads_serve_the_confirmed_state_until_their_bound_passes() {
         assert_eq!(top_hit(&t, [5.0, 0.0], relaxed).await, 5, "{relaxed} after the refresh");
         assert_eq!(t.ok("POST", "/v1/collections/v/get", Some(get(relaxed))).await["rows"][0]["id"], 5);
     }
+    t.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_too_large_body_and_a_wrong_method_get_json_errors_that_say_why() {
+    let t = common::start(|c| c.max_request_bytes = 2_000).await;
+    t.create("c", 2, "l2").await;
+    let rows: Vec<Value> = (0..100).map(|i| json!({"id": i, "vector": [1.0, 2.0]})).collect();
+    let (status, v) = t.call("POST", "/v1/collections/c/upsert", Some(json!({ "rows": rows }))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_eq!(v["error"]["code"], "payload_too_large", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limit of 2000 bytes (`max_request_bytes`)"), "{message}");
+    assert_eq!(t.rows("c").await, 0, "a refused body must write nothing");
+
+    let req = Request::delete("/v1/collections/c/search").body(Body::empty()).unwrap();
+    let resp = t.server.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers().get("allow").map(|v| v.to_str().unwrap()), Some("POST"), "{:?}", resp.headers());
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
     t.server.stop().await;
 }

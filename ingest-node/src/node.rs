@@ -181,8 +181,9 @@ impl IngestNode {
 
     /// Bulk-loads rows of one shard into a new segment (see `bulk.rs`).
     pub async fn bulk(&self, name: &str, req: BulkRequest) -> Result<BulkResponse> {
-        validate::bulk_size(req.rows.len())?;
+        // The collection first: an unknown one is a 404 whatever the body holds.
         let def = self.resolver.resolve(&self.deps, name).await?;
+        validate::bulk_size(req.rows.len())?;
         let types = self.resolver.attr_types(&self.deps, &def);
         crate::bulk::import(&self.deps, &self.config, &self.router, &def, &types, req).await
     }

@@ -96,6 +96,13 @@ pub fn router(mode: Mode, deps: &Deps, api: RoleApis, counters: Arc<RpcCounters>
         .fallback(|uri: Uri| async move {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route {}", uri.path()))
         })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {} (the Allow header lists what is)", uri.path()),
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(http_metrics, track))
 }
 

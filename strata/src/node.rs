@@ -132,7 +132,8 @@ impl Node {
             query: query.clone().unwrap_or_else(|| strata_query::forwarder(config.query.clone(), deps.clone())),
         };
         let router = crate::http::router(mode, &deps, api, rpc_service.counters.clone())
-            .layer(DefaultBodyLimit::max(config.max_request_bytes));
+            .layer(DefaultBodyLimit::max(config.max_request_bytes))
+            .layer(axum::Extension(strata_api::BodyLimit(config.max_request_bytes)));
         Ok(Node { mode, router, deps, ingest, query, compactor, rpc_service, config, shutdown })
     }
 

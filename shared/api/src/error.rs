@@ -121,6 +121,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The request body limit the server enforces, in bytes: a request extension set where the
+/// limit is configured, so the 413 can state it.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
 /// `Json<T>` whose rejections are [`ApiError`]s.
 ///
 /// Bodies are parsed with plain `serde_json` (axum's extractor tracks the path of every
@@ -150,10 +155,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "expected a request body with `Content-Type: application/json`",
             ));
         }
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
         let body = Bytes::from_request(req, state).await.map_err(|e| match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.body_text())
-            }
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                match limit {
+                    Some(bytes) => format!(
+                        "the request body is larger than this server's limit of {bytes} bytes \
+                         (`max_request_bytes`); send smaller batches"
+                    ),
+                    None => "the request body is larger than this server's limit; send smaller batches".to_owned(),
+                },
+            ),
             _ => ApiError::invalid(format!("cannot read the request body: {}", e.body_text())),
         })?;
         if body.len() >= BLOCKING_PARSE_BYTES && on_multi_thread_runtime() {

@@ -19,6 +19,6 @@ pub mod vector_encoding;
 pub mod writes;
 
 pub use collections::*;
-pub use error::{ApiError, ApiJson, ApiResult, BLOCKING_PARSE_BYTES, ErrorBody, ErrorDetail};
+pub use error::{ApiError, ApiJson, ApiResult, BLOCKING_PARSE_BYTES, BodyLimit, ErrorBody, ErrorDetail};
 pub use reads::*;
 pub use writes::*;

@@ -20,11 +20,41 @@ pub const MAX_DIMENSION: u32 = 4096;
 pub const MAX_SHARDS: u32 = 256;
 
 /// A row id: an unsigned integer or a non-empty string. `7` and `"7"` are different ids.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum RowId {
     Int(u64),
     Str(String),
+}
+
+/// By hand rather than `untagged`, so a bad id is refused with the rule it breaks instead of
+/// serde's "did not match any variant of untagged enum RowId".
+impl<'de> Deserialize<'de> for RowId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<RowId, D::Error> {
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = RowId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an id: an integer in 0..=18446744073709551615 or a non-empty string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<RowId, E> {
+                Ok(RowId::Int(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<RowId, E> {
+                u64::try_from(v).map(RowId::Int).map_err(|_| E::custom(format!("an id must not be negative, got {v}")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<RowId, E> {
+                Err(E::custom(format!("an id is an integer or a string, got the number {v}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<RowId, E> {
+                Ok(RowId::Str(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> std::result::Result<RowId, E> {
+                Ok(RowId::Str(v))
+            }
+        }
+        deserializer.deserialize_any(IdVisitor)
+    }
 }
 
 impl RowId {
@@ -298,8 +328,14 @@ mod tests {
     fn ids_parse_from_numbers_and_strings() {
         let ids: Vec<RowId> = serde_json::from_str(r#"[7, "7", "doc-1"]"#).unwrap();
         assert_eq!(ids, vec![RowId::Int(7), RowId::Str("7".into()), RowId::Str("doc-1".into())]);
-        assert!(serde_json::from_str::<RowId>("-1").is_err());
-        assert!(serde_json::from_str::<RowId>("1.5").is_err());
+        assert!(serde_json::from_str::<RowId>("-1").unwrap_err().to_string().contains("must not be negative"));
+        assert!(serde_json::from_str::<RowId>("1.5").unwrap_err().to_string().contains("integer or a string"));
+        assert!(serde_json::from_str::<RowId>("1.0").is_err(), "a float is never an id");
+        assert!(serde_json::from_str::<RowId>("true").unwrap_err().to_string().contains("expected an id"));
+        // Both forms survive a round trip, the whole u64 range included.
+        for id in [RowId::Int(0), RowId::Int(u64::MAX), RowId::Str("ü-1".into())] {
+            assert_eq!(serde_json::from_str::<RowId>(&serde_json::to_string(&id).unwrap()).unwrap(), id);
+        }
     }
 
     #[test]
