@@ -9,15 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use futures::stream::BoxStream;
+use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
-};
 use strata_coord::InProcess;
 use strata_storage::paths::ShardPaths;
+use strata_test_support::HookedStore;
 use strata_types::time::SystemClock;
 use strata_types::{CollectionDef, HnswParams, Metric};
 use tokio::sync::{Barrier, watch};
@@ -28,67 +25,6 @@ use crate::test_deps;
 use crate::writers::WriterRegistry;
 
 const SHARDS: u32 = 4;
-
-/// Holds the first WAL read of every shard (sequence 1) until that of every shard has
-/// arrived: starts that recover one shard after another never get past it.
-#[derive(Debug)]
-struct TogetherStore {
-    inner: InMemory,
-    first_reads: Vec<Path>,
-    barrier: Barrier,
-}
-
-impl std::fmt::Display for TogetherStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Together({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for TogetherStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        if self.first_reads.contains(location) {
-            self.barrier.wait().await;
-        }
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
 
 fn def() -> Arc<CollectionDef> {
     Arc::new(CollectionDef {
@@ -114,8 +50,18 @@ async fn registry(store: Arc<dyn ObjectStore>) -> (WriterRegistry, watch::Sender
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_of_different_shards_recover_at_the_same_time() {
     let def = def();
-    let first_reads = (0..SHARDS).map(|s| ShardPaths::new(def.id.clone(), s).wal(1)).collect();
-    let store = Arc::new(TogetherStore { inner: InMemory::new(), first_reads, barrier: Barrier::new(SHARDS as usize) });
+    // Holds the first WAL read of every shard (sequence 1) until that of every shard has
+    // arrived: starts that recover one shard after another never get past it.
+    let first_reads: Vec<Path> = (0..SHARDS).map(|s| ShardPaths::new(def.id.clone(), s).wal(1)).collect();
+    let barrier = Arc::new(Barrier::new(SHARDS as usize));
+    let store = Arc::new(HookedStore::new().before_get(move |path| {
+        let barrier = first_reads.contains(path).then(|| barrier.clone());
+        Box::pin(async move {
+            if let Some(barrier) = barrier {
+                barrier.wait().await;
+            }
+        })
+    }));
     let (writers, _shutdown) = registry(store).await;
     let starts = join_all((0..SHARDS).map(|shard| writers.start(&def, shard)));
     let started = tokio::time::timeout(Duration::from_secs(10), starts)

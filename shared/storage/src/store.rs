@@ -179,64 +179,16 @@ fn refusal_or(key: &str, err: object_store::Error) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use std::fmt;
 
-    use futures::stream::BoxStream;
-    use object_store::memory::InMemory;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutResult,
-    };
-    use strata_test_support::{S3Server, require_s3};
+    use strata_test_support::{HookedStore, S3Server, require_s3};
 
     use super::*;
     use strata_types::ErrorKind;
 
     /// A store that "supports" conditional puts the way a broken gateway does: it ignores
     /// the condition and overwrites.
-    #[derive(Debug)]
-    struct IgnoresConditions(InMemory);
-
-    impl fmt::Display for IgnoresConditions {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "IgnoresConditions({})", self.0)
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectStore for IgnoresConditions {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> object_store::Result<PutResult> {
-            self.0.put_opts(location, payload, PutOptions { mode: PutMode::Overwrite, ..opts }).await
-        }
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.0.put_multipart_opts(location, opts).await
-        }
-        async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-            self.0.get_opts(location, options).await
-        }
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<Path>>,
-        ) -> BoxStream<'static, object_store::Result<Path>> {
-            self.0.delete_stream(locations)
-        }
-        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.0.list(prefix)
-        }
-        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-            self.0.list_with_delimiter(prefix).await
-        }
-        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-            self.0.copy_opts(from, to, options).await
-        }
+    fn ignores_conditions() -> HookedStore {
+        HookedStore::new().before_put(|_, opts| Ok(PutOptions { mode: PutMode::Overwrite, ..opts }))
     }
 
     async fn object_count(store: &dyn ObjectStore) -> usize {
@@ -246,7 +198,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_that_overwrites_on_create_is_refused() {
-        let store = IgnoresConditions(InMemory::new());
+        let store = ignores_conditions();
         let err = check_create_only(&store, 1).await.expect_err("must be refused");
         assert_eq!(err.kind(), ErrorKind::Invalid);
         assert!(err.message().contains("does not honour conditional puts"), "{err}");

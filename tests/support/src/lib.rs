@@ -1,4 +1,5 @@
-//! `strata-test-support`: real etcd and S3 (SeaweedFS) servers for tests, as process guards.
+//! `strata-test-support`: real etcd and S3 (SeaweedFS) servers for tests, as process guards
+//! (and [`HookedStore`], an object store for unit tests that disturbs chosen requests).
 //!
 //! Role: tests of cluster-mode code run against the real servers, never mocks. Each guard
 //! starts its own server on free loopback ports with a private temporary data directory,
@@ -22,6 +23,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod process;
+mod store;
 
 use std::io;
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ use std::time::Duration;
 
 pub use process::free_port;
 use process::{Child, http_status, wait_until};
+pub use store::{BeforeGet, BeforePut, HookedStore};
 
 /// The environment variable that turns "skip when a server is missing" into a failure.
 pub const REQUIRE_SERVERS_ENV: &str = "STRATA_REQUIRE_SERVERS";

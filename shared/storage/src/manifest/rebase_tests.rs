@@ -6,13 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
-};
+use strata_test_support::HookedStore;
 use strata_types::time::{Clock, ManualClock, SystemClock};
 use strata_types::{Error, ErrorKind};
 
@@ -140,64 +135,15 @@ async fn errors_that_are_not_transient_are_returned_at_once() {
     }
 }
 
-/// Fails the first `failures` manifest creates with a transient store error.
-#[derive(Debug)]
-struct FlakyStore {
-    inner: InMemory,
-    failures: AtomicU32,
-}
-
-impl std::fmt::Display for FlakyStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Flaky({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for FlakyStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
+/// A store that fails the next `failures` manifest creates with a transient error.
+fn flaky_store(failures: Arc<AtomicU32>) -> HookedStore {
+    HookedStore::new().before_put(move |location, opts| {
         let manifest = location.parts().any(|p| p.as_ref() == "manifest");
-        if manifest && self.failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+        if manifest && failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(object_store::Error::Generic { store: "flaky", source: "connection reset".into() });
         }
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
+        Ok(opts)
+    })
 }
 
 /// Lets the committing task run until it waits on the clock (or finishes).
@@ -209,7 +155,8 @@ async fn until_sleeping(clock: &ManualClock, task: &tokio::task::JoinHandle<impl
 
 #[tokio::test]
 async fn transient_failures_back_off_on_the_clock_then_succeed() {
-    let store = Arc::new(FlakyStore { inner: InMemory::new(), failures: AtomicU32::new(2) });
+    let failures = Arc::new(AtomicU32::new(2));
+    let store = Arc::new(flaky_store(failures.clone()));
     let clock = Arc::new(ManualClock::new(0));
     let shard = ShardPaths::new("c", 0);
     let task = {
@@ -228,7 +175,7 @@ async fn transient_failures_back_off_on_the_clock_then_succeed() {
     assert!(!task.is_finished() && clock.sleepers() == 1, "still backing off at 199 ms");
     clock.advance(Duration::from_millis(1));
     // Second failure: 400 ms.
-    while store.failures.load(Ordering::SeqCst) > 0 {
+    while failures.load(Ordering::SeqCst) > 0 {
         tokio::task::yield_now().await;
     }
     until_sleeping(&clock, &task).await;
@@ -241,7 +188,7 @@ async fn transient_failures_back_off_on_the_clock_then_succeed() {
 
 #[tokio::test]
 async fn too_many_transient_failures_fail_the_commit() {
-    let store = FlakyStore { inner: InMemory::new(), failures: AtomicU32::new(u32::MAX) };
+    let store = flaky_store(Arc::new(AtomicU32::new(u32::MAX)));
     let shard = ShardPaths::new("c", 0);
     let policy = RetryPolicy { max_transient_failures: 3, first_backoff: Duration::from_millis(1) };
     let mut change = AddSegment::new("a");
