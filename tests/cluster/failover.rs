@@ -43,7 +43,7 @@ async fn cluster(name: &str, env: &[(&str, &str)]) -> Option<Cluster> {
 /// The node of `role` that holds the most shards (serving records for query nodes, writer
 /// leases for ingest nodes), and another running node of that role.
 async fn victim_and_survivor(c: &Cluster, role: Role) -> (String, String, usize) {
-    let shards = c.wait_settled("query-1", SHARDS as usize, SETTLE).await;
+    let shards = c.wait_settled(&admin(c), SHARDS as usize, SETTLE).await;
     let counts = match role {
         Role::Query => serving_counts(&shards),
         _ => {
@@ -96,9 +96,14 @@ async fn member_gone(api: Api, via: String, gone: String, since: Instant) -> Dur
     }
 }
 
+/// A running query node to ask about the cluster (an earlier fault may have killed query-1).
+fn admin(c: &Cluster) -> String {
+    c.ids(Role::Query).into_iter().next().expect("a running query node")
+}
+
 /// Shards whose writer lease `node` holds.
 async fn written_by(c: &Cluster, node: &str) -> Vec<u32> {
-    let shards = c.shards("query-1").await;
+    let shards = c.shards(&admin(c)).await;
     shards.iter().filter(|s| s["writer"] == node).map(|s| s["shard"].as_u64().unwrap() as u32).collect()
 }
 
