@@ -66,6 +66,14 @@ async fn write(c: &Cluster, collection: &str, ids: &[u64], batch: usize) {
     }
 }
 
+/// Upserts `ids` in batches of 100: the first `flushed` of them flushed into segments, the
+/// rest left in the WAL tail, so reads cover both.
+async fn write_segments_and_tail(c: &Cluster, collection: &str, ids: &[u64], flushed: usize) {
+    write(c, collection, &ids[..flushed], 100).await;
+    flush(c, collection).await;
+    write(c, collection, &ids[flushed..], 100).await;
+}
+
 async fn flush(c: &Cluster, collection: &str) {
     let url = format!("{}/v1/collections/{collection}/flush", c.urls(Role::Ingest)[0]);
     c.api.post_ok(&url, &json!({})).await;
@@ -160,9 +168,7 @@ async fn query_node_kill_with_two_replicas_fails_no_query() {
     c.create_collection("c", DIM, 4, 2).await;
     c.wait_settled("query-1", 4, SETTLE).await;
     let ids: Vec<u64> = (1..=400).collect();
-    write(&c, "c", &ids[..300], 100).await;
-    flush(&c, "c").await;
-    write(&c, "c", &ids[300..], 100).await;
+    write_segments_and_tail(&c, "c", &ids, 300).await;
     let shards = c.wait_settled("query-1", 4, SETTLE).await;
 
     // The router must not serve every shard itself, or it would never call the victim:

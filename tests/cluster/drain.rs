@@ -29,7 +29,7 @@ use strata_types::RowId;
 use crate::client::{Api, DIM, rows, top_id};
 use crate::harness::{Cluster, Role, tick, ttl_s};
 use crate::writes::assert_acked_readable;
-use crate::{SETTLE, assert_exact_matches, flush, serving_counts, write};
+use crate::{SETTLE, assert_exact_matches, flush, serving_counts, write, write_segments_and_tail};
 
 /// What the writer tasks of an ingest drain saw.
 #[derive(Default)]
@@ -207,9 +207,7 @@ async fn query_drain_and_remove_move_shards_and_fail_no_search() {
     c.create_collection("c", DIM, 6, 1).await;
     c.wait_settled("query-1", 6, SETTLE).await;
     let ids: Vec<u64> = (1..=400).collect();
-    write(&c, "c", &ids[..300], 100).await;
-    flush(&c, "c").await;
-    write(&c, "c", &ids[300..], 100).await;
+    write_segments_and_tail(&c, "c", &ids, 300).await;
     let before = serving_counts(&c.wait_settled("query-1", 6, SETTLE).await);
     println!("serving before: {before:?}");
 

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::client::{Api, DIM, rows, top_id, vector_of};
 use crate::harness::{Cluster, Role};
-use crate::{SETTLE, flush, write};
+use crate::{SETTLE, write_segments_and_tail};
 
 /// Rows written (and acknowledged) before the outage.
 const ROWS: u64 = 600;
@@ -110,9 +110,7 @@ async fn reads_survive_a_30s_etcd_outage() {
     c.wait_settled("query-1", 4, SETTLE).await;
     // Half in segments, half in the WAL tail.
     let ids: Vec<u64> = (1..=ROWS).collect();
-    write(&c, "c", &ids[..ROWS as usize / 2], 100).await;
-    flush(&c, "c").await;
-    write(&c, "c", &ids[ROWS as usize / 2..], 100).await;
+    write_segments_and_tail(&c, "c", &ids, ROWS as usize / 2).await;
     c.wait_settled("query-1", 4, SETTLE).await;
 
     let stop = Arc::new(AtomicBool::new(false));

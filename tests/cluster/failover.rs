@@ -17,7 +17,7 @@ use strata_types::RowId;
 
 use crate::client::{Api, DIM, rows};
 use crate::harness::{Cluster, Role, ttl_s};
-use crate::{SETTLE, assert_all_readable, assert_exact_matches, flush, serving_counts, write};
+use crate::{SETTLE, assert_all_readable, assert_exact_matches, serving_counts, write, write_segments_and_tail};
 
 /// Kill → served again / writes accepted again, asserted.
 const BOUND: Duration = Duration::from_secs(6);
@@ -33,9 +33,7 @@ async fn cluster(name: &str, env: &[(&str, &str)]) -> Option<Cluster> {
     c.create_collection("c", DIM, SHARDS, 1).await;
     c.wait_settled("query-1", SHARDS as usize, SETTLE).await;
     let ids: Vec<u64> = (1..=400).collect();
-    write(&c, "c", &ids[..300], 100).await;
-    flush(&c, "c").await;
-    write(&c, "c", &ids[300..], 100).await;
+    write_segments_and_tail(&c, "c", &ids, 300).await;
     c.wait_settled("query-1", SHARDS as usize, SETTLE).await;
     Some(c)
 }

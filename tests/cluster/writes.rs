@@ -20,7 +20,7 @@ use strata_test_support::S3Server;
 
 use crate::client::{Api, DIM, rows};
 use crate::harness::{Cluster, Role};
-use crate::{SETTLE, assert_all_readable, assert_exact_matches, flush, write};
+use crate::{SETTLE, assert_all_readable, assert_exact_matches, write, write_segments_and_tail};
 
 /// State shared by the writer tasks of a test.
 #[derive(Default)]
@@ -194,9 +194,7 @@ async fn etcd_wipe_reforms_the_cluster() {
     c.create_collection("c", DIM, 4, 1).await;
     c.wait_settled("query-1", 4, SETTLE).await;
     let ids: Vec<u64> = (1..=600).collect();
-    write(&c, "c", &ids[..400], 100).await;
-    flush(&c, "c").await;
-    write(&c, "c", &ids[400..], 100).await; // stays in the WAL tail
+    write_segments_and_tail(&c, "c", &ids, 400).await;
 
     let members = format!("/strata/{}/members/", c.name);
     let all: BTreeSet<String> =
