@@ -262,18 +262,10 @@ pub async fn read_entry(store: &dyn ObjectStore, shard: &ShardPaths, seq: u64) -
     Ok(Some(entry))
 }
 
-/// Reads entries `from..` in order until the first missing one or `limit` entries.
+/// Reads entries `from..` in order until the first missing one or `limit` entries, one GET
+/// at a time.
 pub async fn read_from(store: &dyn ObjectStore, shard: &ShardPaths, from: u64, limit: usize) -> Result<Vec<WalEntry>> {
-    let mut out = Vec::new();
-    let mut seq = from;
-    while out.len() < limit {
-        match read_entry(store, shard, seq).await? {
-            Some(entry) => out.push(entry),
-            None => break,
-        }
-        seq += 1;
-    }
-    Ok(out)
+    read_entries(store, shard, from, limit, 1).await
 }
 
 /// Reads entries `from..` in order until the first missing one, with up to `window` GETs
@@ -284,7 +276,18 @@ pub async fn read_from(store: &dyn ObjectStore, shard: &ShardPaths, from: u64, l
 /// is [`read_from`]'s: entries are consecutive (`seq` is written only after `seq - 1`
 /// exists), so the first missing one ends the tail.
 pub async fn read_tail(store: &dyn ObjectStore, shard: &ShardPaths, from: u64, window: usize) -> Result<Vec<WalEntry>> {
-    let mut reads = futures::stream::iter(from..).map(|seq| read_entry(store, shard, seq)).buffered(window.max(1));
+    read_entries(store, shard, from, usize::MAX, window).await
+}
+
+async fn read_entries(
+    store: &dyn ObjectStore,
+    shard: &ShardPaths,
+    from: u64,
+    limit: usize,
+    window: usize,
+) -> Result<Vec<WalEntry>> {
+    let mut reads =
+        futures::stream::iter(from..).take(limit).map(|seq| read_entry(store, shard, seq)).buffered(window.max(1));
     let mut out = Vec::new();
     while let Some(entry) = reads.next().await {
         match entry? {
