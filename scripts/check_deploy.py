@@ -54,7 +54,7 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "R
 # Fallbacks when the Rust sources cannot be read; the sources win (see known_keys()).
 TOP_LEVEL_FALLBACK = {
     "node_id", "listen", "grpc_listen", "advertise_host", "data_dir", "max_request_bytes",
-    "storage", "etcd", "rpc", "ingest", "query", "compactor", "cache",
+    "storage", "etcd", "rpc", "ingest", "query", "compactor", "cache", "auth", "insecure",
 }
 STRUCT_SOURCES = {
     "": ("strata/src/config.rs", "Config"),
@@ -65,6 +65,7 @@ STRUCT_SOURCES = {
     "query": ("query-node/src/config.rs", "QueryConfig"),
     "compactor": ("compactor/src/config.rs", "CompactorConfig"),
     "storage.s3": ("shared/storage/src/store.rs", "S3Config"),
+    "auth": ("strata/src/auth/mod.rs", "AuthConfig"),
 }
 
 errors: list[str] = []
@@ -301,6 +302,26 @@ def mount_target(m: object) -> str | None:
     return parts[1] if len(parts) >= 2 else parts[0]
 
 
+def check_compose_keys(svc: dict, w: str, keys_volume: str | None) -> None:
+    """A node serves its API with keys: a keys file from the api-keys volume, never --insecure."""
+    if "--insecure" in [str(a) for a in svc.get("command") or []]:
+        err(w, "must not run --insecure: the API is served with keys by default")
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    keys_file = str(env.get("STRATA__AUTH__KEYS_FILE", ""))
+    if not keys_file:
+        err(w, "environment lacks STRATA__AUTH__KEYS_FILE (API keys)")
+        return
+    mounted = [m for m in svc.get("volumes") or [] if mount_source(m) == keys_volume]
+    if not any(keys_file.startswith(mount_target(m).rstrip("/") + "/") for m in mounted):
+        err(w, f"{keys_file} is not on the api-keys volume {keys_volume!r}")
+    deps = svc.get("depends_on") or {}
+    got = (deps.get("api-keys") or {}).get("condition") if isinstance(deps, dict) else None
+    if got != "service_completed_successfully":
+        err(w, f"depends_on api-keys must have condition service_completed_successfully, got {got}")
+
+
 def check_compose() -> None:
     path = ROOT / "docker-compose.yml"
     where = rel(path)
@@ -336,11 +357,19 @@ def check_compose() -> None:
     if str(bucket.get("restart", "no")) not in ("no", "False", "false"):
         err(where, "minio-bucket is one-shot: restart must be \"no\"")
 
+    keys = services.get("api-keys") or err(where, "no service 'api-keys' (makes the admin API key)") or {}
+    if keys and str(keys.get("restart", "no")) not in ("no", "False", "false"):
+        err(where, "api-keys is one-shot: restart must be \"no\"")
+    keys_volume = next((mount_source(m) for m in keys.get("volumes") or [] if mount_source(m) in volumes), None)
+    if keys and not keys_volume:
+        err(where, "api-keys must keep the keys on a named volume")
+
     for role in ROLES:
         svc = services.get(role)
         if not svc:
             continue
         w = f"{where}: service {role}"
+        check_compose_keys(svc, w, keys_volume)
         build = svc.get("build") or {}
         if not isinstance(build, dict) or build.get("dockerfile") != "deploy/Dockerfile" or build.get("context") not in (".", "./"):
             err(w, "must be built from deploy/Dockerfile with the repository root as context")
@@ -583,6 +612,27 @@ def port_number(c: dict, port: object) -> object:
     return port
 
 
+def check_pod_keys(c: dict, cw: str, mounts: dict, volumes: dict) -> None:
+    """A pod serves its API with keys from the Secret strata-api-keys, never --insecure, and
+    its own calls to the admin API (lifecycle hooks) carry its token."""
+    if "--insecure" in [str(a) for a in c.get("args") or []]:
+        err(cw, "must not run --insecure: the API is served with keys by default")
+    keys_file = str((env_source(c, "STRATA__AUTH__KEYS_FILE") or {}).get("value", ""))
+    if not keys_file:
+        err(cw, "env STRATA__AUTH__KEYS_FILE (API keys) is not set")
+    else:
+        vol = volumes.get((mounts.get(str(Path(keys_file).parent)) or {}).get("name")) or {}
+        if (vol.get("secret") or {}).get("secretName") != "strata-api-keys":
+            err(cw, f"{keys_file} is not in a mounted Secret strata-api-keys")
+    token = ((env_source(c, "STRATA_API_KEY") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    if token.get("name") != "strata-api-keys":
+        err(cw, "env STRATA_API_KEY must come from the Secret strata-api-keys")
+    for hook in ((c.get("lifecycle") or {}).values()):
+        cmd = " ".join(map(str, ((hook or {}).get("exec") or {}).get("command") or []))
+        if "/v1/" in cmd and "Authorization: Bearer ${STRATA_API_KEY}" not in cmd:
+            err(cw, "a lifecycle hook calls the API without the pod's key")
+
+
 def check_objects(objs: list[Obj], where: str, expect_replicas: dict[str, int] | None = None) -> None:
     """Checks on a complete set of objects (a kustomization's rendered output or base)."""
     deployments: dict[str, dict] = {}
@@ -655,6 +705,7 @@ def check_objects(objs: list[Obj], where: str, expect_replicas: dict[str, int] |
                     err(cw, f"ConfigMap {cm} does not exist")
                 elif Path(config).name not in (configmaps[cm].get("data") or {}):
                     err(cw, f"ConfigMap {cm} has no key {Path(config).name}")
+            check_pod_keys(c, cw, mounts, volumes)
             if flags.get("--data-dir") != "/data":
                 err(cw, "--data-dir must be /data")
             data = volumes.get((mounts.get("/data") or {}).get("name")) or {}

@@ -27,6 +27,7 @@ mod client;
 #[path = "cluster/harness.rs"]
 mod harness;
 
+use std::future::IntoFuture;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -157,6 +158,34 @@ async fn admin_page_renders_a_live_cluster_in_headless_chromium() {
             println!("screenshot not kept: {} bytes is over {MAX_KEPT_SCREENSHOT}", png.len());
         }
     }
+}
+
+/// On a server that checks API keys the page asks for one: the key form shows and the
+/// sections say the key is missing, instead of failing silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_page_asks_for_a_key_when_the_server_checks_them() {
+    let Some(chromium) = chromium() else { return };
+    let t = common::start(|config| {
+        let sha256 = strata::auth::hash_hex("strata_ui-test-token");
+        let key = strata::auth::KeyConfig {
+            name: "ui".into(),
+            role: strata::auth::KeyRole::Admin,
+            sha256,
+            collections: None,
+        };
+        config.auth.keys = vec![key];
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page = format!("http://{}/ui", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, t.server.router.clone()).into_future());
+
+    let dir = tempfile::Builder::new().prefix("strata-ui-").tempdir().unwrap();
+    let dom = String::from_utf8(run_browser(&chromium, dir.path(), "dom", &["--dump-dom", &page]).await).unwrap();
+    assert!(dom.contains("<h1>Strata admin</h1>"), "the page itself needs no key: {dom}");
+    let form = dom.split("<form id=\"key-form\"").nth(1).expect("no key form").split('>').next().unwrap();
+    assert!(!form.contains("hidden"), "the key form stays hidden: {dom}");
+    assert!(dom.contains("missing API key"), "the sections do not say why they are empty: {dom}");
 }
 
 /// The HTML from `marker` to the end of its table row.

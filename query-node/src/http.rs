@@ -1,13 +1,15 @@
 //! REST endpoints of the query role: list and describe collections, search, get rows.
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
-    ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, ConsistencyLevel, ConsistencySchema,
-    CountRequest, CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse, QueryRequest,
-    QueryResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse, ShardInfo,
+    Access, ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, ConsistencyLevel,
+    ConsistencySchema, CountRequest, CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse,
+    QueryRequest, QueryResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse,
+    ShardInfo,
 };
 use strata_types::filter::AttrType;
 use utoipa::OpenApi;
@@ -57,10 +59,15 @@ pub fn router(node: QueryNode) -> Router {
         .with_state(node)
 }
 
-/// List active collections.
+/// List active collections (with an API key limited to some collections, only those).
 #[utoipa::path(get, path = "/v1/collections", responses((status = 200, body = ListResponse)))]
-async fn list_collections(State(node): State<QueryNode>) -> ApiResult<Json<ListResponse>> {
-    Ok(Json(ListResponse { collections: node.list().await? }))
+async fn list_collections(
+    State(node): State<QueryNode>,
+    access: Option<Extension<Access>>,
+) -> ApiResult<Json<ListResponse>> {
+    let mut collections = node.list().await?;
+    collections.retain(|c| Access::may_see(access.as_deref(), &c.name));
+    Ok(Json(ListResponse { collections }))
 }
 
 /// Describe a collection: definition, rows, segments, bytes and WAL backlog per shard.

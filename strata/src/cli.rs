@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use strata_coord::Role;
 use strata_tools::{bench, status};
 
+use crate::auth;
 use crate::config::Config;
 use crate::node::{self, Mode, Node};
 use crate::{http, standalone};
@@ -42,6 +43,28 @@ enum Command {
     /// Cluster administration views.
     #[command(subcommand)]
     Cluster(strata_tools::ClusterCommand),
+    /// API keys: make a new one, or hash a token of your own.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a random key: prints the token (once; keep it secret) and the `[[keys]]` entry
+    /// to add to the keys file or the configuration's `[auth]`.
+    New {
+        /// Who holds the key (shown in the audit log).
+        #[arg(long)]
+        name: String,
+        /// read, write or admin.
+        #[arg(long)]
+        role: auth::KeyRole,
+        /// Limit the key to these collections (comma-separated) [default: every collection].
+        #[arg(long, value_delimiter = ',')]
+        collections: Option<Vec<String>>,
+    },
+    /// Print the SHA-256 of a token read from standard input, for a `sha256 = …` entry.
+    Hash,
 }
 
 /// Settings every process takes; flags override `STRATA__*` variables, which override the
@@ -69,6 +92,11 @@ struct NodeArgs {
     /// etcd endpoints, comma-separated (cluster roles).
     #[arg(long, env = "STRATA_ETCD", value_delimiter = ',')]
     etcd: Option<Vec<String>>,
+    /// Serve the API beyond loopback without API keys: anyone who can reach it can read,
+    /// change and drop every collection. Without keys, a node listening beyond loopback
+    /// refuses to start unless given this.
+    #[arg(long)]
+    insecure: bool,
 }
 
 impl NodeArgs {
@@ -92,6 +120,7 @@ impl NodeArgs {
         if let Some(v) = self.etcd {
             cfg.etcd.endpoints = v;
         }
+        cfg.insecure |= self.insecure;
         Ok(cfg)
     }
 }
@@ -114,7 +143,9 @@ pub fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn,foyer=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only on a terminal: log files and collectors get plain `key=value` lines.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match cli.command {
         Command::Standalone(args) => standalone::serve(args.config()?).await,
         Command::IngestNode(args) => run_role(Role::Ingest, args).await,
@@ -135,6 +166,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cluster(strata_tools::ClusterCommand::Status { url }) => {
             print!("{}", status::cluster_status(&url).await?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::New { name, role, collections }) => {
+            let (token, entry) = auth::new_key_entry(&name, role, collections).map_err(|e| anyhow::anyhow!(e))?;
+            eprintln!("token (shown once; clients send it as `Authorization: Bearer …` or STRATA_API_KEY):");
+            println!("{token}");
+            eprintln!("\nadd to the keys file (or under [auth] in the configuration, as [[auth.keys]]):");
+            println!("{entry}");
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Hash) => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            let token = token.trim();
+            anyhow::ensure!(!token.is_empty(), "no token on standard input");
+            println!("{}", auth::hash_hex(token));
             Ok(())
         }
         Command::Openapi => {

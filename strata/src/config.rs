@@ -17,6 +17,10 @@
 //! endpoints = ["http://etcd:2379"]
 //! [cache]
 //! memory_bytes = 536870912
+//! [[auth.keys]]
+//! name = "ops"
+//! role = "admin"
+//! sha256 = "…"   # `strata keys new --name ops --role admin` prints the entry
 //! ```
 //!
 //! Environment overrides use `__` between path segments, e.g. `STRATA__ETCD__ENDPOINTS='["http://etcd:2379"]'`
@@ -28,6 +32,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use strata_compactor::CompactorConfig;
+
+use crate::auth::AuthConfig;
 use strata_coord::etcd::EtcdConfig;
 use strata_ingest::IngestConfig;
 use strata_query::QueryConfig;
@@ -69,6 +75,14 @@ pub struct Config {
     pub compactor: CompactorConfig,
     /// `cache.disk_dir` defaults to `{data_dir}/cache`.
     pub cache: CacheConfig,
+    /// API keys (see docs/security.md). Default: none, which only loopback allows.
+    pub auth: AuthConfig,
+    /// Serve the API beyond loopback without API keys. Default false: such a node refuses
+    /// to start (`--insecure` sets it).
+    pub insecure: bool,
+    /// The file this configuration was read from, if any (re-read when keys reload).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -87,6 +101,9 @@ impl Default for Config {
             query: QueryConfig::default(),
             compactor: CompactorConfig::default(),
             cache: CacheConfig::default(),
+            auth: AuthConfig::default(),
+            insecure: false,
+            source: None,
         }
     }
 }
@@ -100,7 +117,8 @@ impl Config {
             None => String::new(),
         };
         let origin = path.map_or_else(|| "the environment".to_owned(), |p| p.display().to_string());
-        Self::parse(&text, std::env::vars(), &origin)
+        let config = Self::parse(&text, std::env::vars(), &origin)?;
+        Ok(Self { source: path.map(std::path::Path::to_owned), ..config })
     }
 
     /// Parses TOML `text`, then applies overrides from `env` (name, value pairs).

@@ -4,7 +4,8 @@
 //! (decision 0016).
 //!
 //! Every request, the fallback included, goes through [`track`], which counts and times it
-//! by route template (`MatchedPath`, or `unmatched`), method and status.
+//! by route template (`MatchedPath`, or `unmatched`), method and status, then through the
+//! API key check ([`crate::auth::authorize`]).
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use strata_types::metrics::{LATENCY_BUCKETS, Metrics};
 use strata_types::time::{Clock, ClockExt};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::auth::Auth;
 use crate::node::Mode;
 
 /// This process: identity, memory, node-to-node traffic and cache use.
@@ -59,7 +61,7 @@ pub struct RoleApis {
     pub query: strata_query::QueryNode,
 }
 
-pub fn router(mode: Mode, deps: &Deps, api: RoleApis, counters: Arc<RpcCounters>) -> Router {
+pub fn router(mode: Mode, deps: &Deps, api: RoleApis, counters: Arc<RpcCounters>, auth: Auth) -> Router {
     let info_state = (mode, deps.clone(), counters);
     let scrape_state = ScrapeState {
         deps: deps.clone(),
@@ -103,6 +105,8 @@ pub fn router(mode: Mode, deps: &Deps, api: RoleApis, counters: Arc<RpcCounters>
                 format!("{method} is not allowed on {} (the Allow header lists what is)", uri.path()),
             )
         })
+        // Inside `track`, so refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(auth, crate::auth::authorize))
         .layer(axum::middleware::from_fn_with_state(http_metrics, track))
 }
 

@@ -1,9 +1,10 @@
 //! The `strata` binary's library half: the command line ([`cli`]), configuration, the
 //! composition of the roles into a process (standalone or one cluster role, [`node`]) and
 //! the REST surface around the roles' routes (cluster admin, health, metrics, OpenAPI,
-//! the admin page). The tools (`bench`, `import`, …) are `strata-tools`'.
+//! the admin page, API keys in [`auth`]). The tools (`bench`, `import`, …) are `strata-tools`'.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -36,6 +36,7 @@ use strata_types::random::Random;
 use strata_types::time::{self, Clock, SystemClock};
 use tokio::sync::watch;
 
+use crate::auth::{self, Auth};
 use crate::config::Config;
 
 /// How a process runs.
@@ -78,6 +79,7 @@ impl Node {
     /// Opens the infrastructure and starts the roles of `mode`. Fails with a clear error
     /// when the object store does not honour create-only puts or etcd cannot be reached.
     pub async fn start(mode: Mode, mut config: Config) -> anyhow::Result<Node> {
+        auth::check_exposure(config.listen, &config.auth, config.insecure).map_err(|e| anyhow::anyhow!(e))?;
         let metrics = Arc::new(Metrics::new());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let rng = Arc::new(Random::from_entropy());
@@ -131,7 +133,11 @@ impl Node {
                 .unwrap_or_else(|| strata_ingest::forwarder(config.ingest.clone(), deps.clone(), rx.clone())),
             query: query.clone().unwrap_or_else(|| strata_query::forwarder(config.query.clone(), deps.clone())),
         };
-        let router = crate::http::router(mode, &deps, api, rpc_service.counters.clone())
+        let auth = Auth::new(&config.auth, config.source.clone()).map_err(|e| anyhow::anyhow!("API keys: {e}"))?;
+        if auth.watchable() {
+            tokio::spawn(auth.clone().watch(deps.clock.clone(), rx.clone()));
+        }
+        let router = crate::http::router(mode, &deps, api, rpc_service.counters.clone(), auth)
             .layer(DefaultBodyLimit::max(config.max_request_bytes))
             .layer(axum::Extension(strata_api::BodyLimit(config.max_request_bytes)));
         Ok(Node { mode, router, deps, ingest, query, compactor, rpc_service, config, shutdown })

@@ -1,5 +1,6 @@
 //! A small REST client for the data tools: JSON calls with clear errors, and retries with
-//! backoff on 429 / 503 / connection failures.
+//! backoff on 429 / 503 / connection failures. Every request carries the API key from
+//! `STRATA_API_KEY`, if set.
 
 use std::time::Duration;
 
@@ -44,9 +45,26 @@ impl CallError {
     }
 }
 
+/// The environment variable the tools read an API key from.
+pub const API_KEY_ENV: &str = "STRATA_API_KEY";
+
+/// `Authorization: Bearer $STRATA_API_KEY` when that is set, for every request a tool
+/// makes (servers without keys ignore it).
+pub fn auth_headers() -> Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = std::env::var(API_KEY_ENV).ok().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow!("{API_KEY_ENV} holds characters an HTTP header cannot carry"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
 impl Rest {
     pub fn new(url: &str) -> Result<Rest> {
         let http = reqwest::Client::builder()
+            .default_headers(auth_headers()?)
             .connect_timeout(Duration::from_secs(10))
             .build()
             .context("cannot build the HTTP client")?;
