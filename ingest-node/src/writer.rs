@@ -452,7 +452,10 @@ impl Actor {
         if let Some(head) = self.unpublished {
             if let Err(e) = self.deps.coord.publish_head(&self.key, head).await {
                 for r in replies {
-                    let _ = r.send(Err(Error::retryable(format!("cannot publish the shard's head ({e}); retry"))));
+                    let _ = r.send(Err(keep_privacy(
+                        &e,
+                        Error::retryable(format!("cannot publish the shard's head ({e}); retry")),
+                    )));
                 }
                 return true;
             }
@@ -480,7 +483,10 @@ impl Actor {
                 for r in replies {
                     let _ = r.send(match &published {
                         Ok(()) => Ok(seq),
-                        Err(e) => Err(Error::retryable(format!("write stored but not yet visible ({e}); retry"))),
+                        Err(e) => Err(keep_privacy(
+                            e,
+                            Error::retryable(format!("write stored but not yet visible ({e}); retry")),
+                        )),
                     });
                 }
                 true
@@ -494,7 +500,7 @@ impl Actor {
                     tracing::warn!(shard = %self.paths.root(), error = %e, "WAL append failed");
                 }
                 for r in replies {
-                    let _ = r.send(Err(Error::retryable(format!("write not acknowledged: {e}"))));
+                    let _ = r.send(Err(not_acknowledged(&e)));
                 }
                 !fenced
             }
@@ -526,4 +532,20 @@ impl Actor {
         self.stats.backlog_bytes.fetch_add(entry_bytes(&entry) as u64, Ordering::Relaxed);
         self.memtable.push_back(Arc::new(entry));
     }
+}
+
+/// The error of a write whose WAL append failed: retryable, unless the storage is full
+/// (then the client must wait for space, not retry at once).
+fn not_acknowledged(cause: &Error) -> Error {
+    let message = format!("write not acknowledged: {cause}");
+    let error = match cause.kind() {
+        strata_types::ErrorKind::StorageFull => Error::storage_full(message),
+        _ => Error::retryable(message),
+    };
+    keep_privacy(cause, error)
+}
+
+/// `error`, private if its `cause` was: it repeats the cause's words.
+fn keep_privacy(cause: &Error, error: Error) -> Error {
+    if cause.is_private() { error.private() } else { error }
 }

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use strata_compactor::CompactorConfig;
 
 use crate::auth::AuthConfig;
+use crate::edge::EdgeConfig;
 use strata_coord::etcd::EtcdConfig;
 use strata_ingest::IngestConfig;
 use strata_query::QueryConfig;
@@ -77,6 +78,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// API keys (see docs/security.md). Default: none, which only loopback allows.
     pub auth: AuthConfig,
+    /// Allowed `Host` headers and CORS (see `edge.rs`). Default: local names only on
+    /// loopback, CORS off.
+    pub http: EdgeConfig,
     /// Serve the API beyond loopback without API keys. Default false: such a node refuses
     /// to start (`--insecure` sets it).
     pub insecure: bool,
@@ -102,6 +106,7 @@ impl Default for Config {
             compactor: CompactorConfig::default(),
             cache: CacheConfig::default(),
             auth: AuthConfig::default(),
+            http: EdgeConfig::default(),
             insecure: false,
             source: None,
         }

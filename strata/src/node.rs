@@ -137,9 +137,15 @@ impl Node {
         if auth.watchable() {
             tokio::spawn(auth.clone().watch(deps.clock.clone(), rx.clone()));
         }
-        let router = crate::http::router(mode, &deps, api, rpc_service.counters.clone(), auth)
+        let hosts = crate::edge::AllowedHosts::new(&config.http, config.listen);
+        let mut router = crate::http::router(mode, &deps, api, rpc_service.counters.clone(), auth)
             .layer(DefaultBodyLimit::max(config.max_request_bytes))
-            .layer(axum::Extension(strata_api::BodyLimit(config.max_request_bytes)));
+            .layer(axum::Extension(strata_api::BodyLimit(config.max_request_bytes)))
+            .layer(axum::middleware::from_fn_with_state(hosts, crate::edge::check_host));
+        // Outermost: a browser's preflight is answered before anything else looks at it.
+        if let Some(cors) = crate::edge::cors(&config.http).map_err(|e| anyhow::anyhow!("http.cors_origins: {e}"))? {
+            router = router.layer(cors);
+        }
         Ok(Node { mode, router, deps, ingest, query, compactor, rpc_service, config, shutdown })
     }
 

@@ -4,7 +4,9 @@
 //! Every error response is `{"error": {"code": "...", "message": "..."}}` with a status
 //! from the error's kind: invalid → 400 (`invalid_argument`), not found → 404, conflict →
 //! 409, overloaded → 429 (`resource_exhausted`), retryable → 503 (`unavailable`),
-//! internal → 500. Malformed JSON and wrong content types are 400/415 with the parser's
+//! internal → 500, storage full → 507 (`insufficient_storage`). Errors whose text speaks of
+//! internals (object paths, OS or library words) answer in plain words with an error id
+//! that finds the text in the log. Malformed JSON and wrong content types are 400/415 with the parser's
 //! explanation. A write split across shards that failed after some shards' parts were
 //! committed lists them in `committed_shards` and `committed_ids`. A 503 or 429 carries
 //! `Retry-After` ([`RETRY_AFTER_S`]): both are worth retrying as they are.
@@ -36,7 +38,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: `invalid_argument`, `not_found`, `already_exists`,
-    /// `resource_exhausted`, `unavailable`, `unsupported_media_type`, `internal`.
+    /// `resource_exhausted`, `unavailable`, `unsupported_media_type`, `internal`,
+    /// `insufficient_storage`, `unauthenticated`, `permission_denied`.
     pub code: String,
     /// What is wrong, for humans.
     pub message: String,
@@ -73,22 +76,43 @@ impl ApiError {
 }
 
 impl From<Error> for ApiError {
+    /// The response for `err`. Its text goes to the client only when it is about the
+    /// request and says nothing of internals; otherwise (an internal error, a private one:
+    /// object paths, OS or library words, a full disk) the client gets plain words and an
+    /// error id, and the log gets the text under that id.
     fn from(err: Error) -> Self {
-        let (status, code) = match err.kind() {
-            ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ErrorKind::Conflict => (StatusCode::CONFLICT, "already_exists"),
-            ErrorKind::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted"),
-            ErrorKind::Retryable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        let (status, code, plain) = match err.kind() {
+            ErrorKind::Invalid => (StatusCode::BAD_REQUEST, "invalid_argument", "the request cannot be served"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found"),
+            ErrorKind::Conflict => (StatusCode::CONFLICT, "already_exists", "a concurrent change won; retry"),
+            ErrorKind::Overloaded => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", "overloaded; retry later"),
+            ErrorKind::Retryable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "temporarily unavailable; retry"),
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
+            ErrorKind::StorageFull => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                "the server's storage is full: nothing of this request was acknowledged; retry once space is freed",
+            ),
         };
-        if status.is_server_error() {
-            tracing::warn!(error = %err, "request failed");
-        }
+        let private = err.is_private() || matches!(err.kind(), ErrorKind::Internal | ErrorKind::StorageFull);
+        let message = if private {
+            let id = ERROR_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(error_id = id, status = status.as_u16(), error = %err, "request failed");
+            format!("{plain} (error id {id}: the server log has the details)")
+        } else {
+            if status.is_server_error() {
+                tracing::warn!(status = status.as_u16(), error = %err, "request failed");
+            }
+            err.to_string()
+        };
         let committed = err.committed().cloned();
-        Self { committed, ..Self::new(status, code, err.to_string()) }
+        Self { committed, ..Self::new(status, code, message) }
     }
 }
+
+/// Ids that tie an error response to its log line (unique within a process's life; the
+/// log line's time and node tell processes apart).
+static ERROR_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {

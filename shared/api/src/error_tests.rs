@@ -22,3 +22,34 @@ fn unavailable_and_overloaded_answers_carry_retry_after() {
         assert_eq!(header, retry.then(|| RETRY_AFTER_S.to_string()), "{status}");
     }
 }
+
+/// Internal errors, private ones (object paths, OS words) and a full disk answer in plain
+/// words with an error id; errors about the request keep their text.
+#[test]
+fn internals_never_reach_the_client() {
+    let disk = std::io::Error::from(std::io::ErrorKind::StorageFull);
+    let cases = [
+        (
+            Error::storage_full("put c/wal/205 failed").with_source(disk),
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage is full",
+        ),
+        (Error::internal("corrupt segment c/seg/7"), StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        (
+            Error::retryable("object store operation on c/wal/9 failed").private(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "retry",
+        ),
+        (Error::not_found("object c/manifest/3").private(), StatusCode::NOT_FOUND, "not found"),
+    ];
+    for (err, status, plain) in cases {
+        let api = ApiError::from(err);
+        assert_eq!(api.status, status);
+        assert!(api.message.contains(plain) && api.message.contains("error id"), "{}", api.message);
+        assert!(!api.message.contains("c/") && !api.message.contains("storage full"), "{}", api.message);
+    }
+    let public = ApiError::from(Error::invalid("`top_k` must be between 1 and 10000"));
+    assert_eq!(public.message, "`top_k` must be between 1 and 10000");
+    let public = ApiError::from(Error::retryable("shard 3 is changing writers"));
+    assert_eq!(public.message, "shard 3 is changing writers");
+}

@@ -430,7 +430,12 @@ impl ShardWrites for Remote {
     }
 }
 
-/// The gRPC status carrying `err`'s kind and message.
+/// Metadata key set on every status our servers send: `public` when its message may reach a
+/// client, `private` when it is internal ([`Error::is_private`]). A status without it
+/// comes from tonic or the transport, and its words are internal too.
+const ERROR_KEY: &str = "strata-error";
+
+/// The gRPC status carrying `err`'s kind, message and privacy.
 pub fn status_of(err: &Error) -> tonic::Status {
     let code = match err.kind() {
         ErrorKind::Invalid => tonic::Code::InvalidArgument,
@@ -439,8 +444,13 @@ pub fn status_of(err: &Error) -> tonic::Status {
         ErrorKind::Overloaded => tonic::Code::ResourceExhausted,
         ErrorKind::Retryable => tonic::Code::Unavailable,
         ErrorKind::Internal => tonic::Code::Internal,
+        // No gRPC code says "full"; DataLoss is otherwise unused between our nodes.
+        ErrorKind::StorageFull => tonic::Code::DataLoss,
     };
-    tonic::Status::new(code, err.to_string())
+    let mut status = tonic::Status::new(code, err.to_string());
+    let privacy = if err.is_private() { "private" } else { "public" };
+    status.metadata_mut().insert(ERROR_KEY, tonic::metadata::MetadataValue::from_static(privacy));
+    status
 }
 
 /// The error a failed call stands for. Anything that is not one of our own codes is a
@@ -452,9 +462,12 @@ pub fn error_of(status: tonic::Status) -> Error {
         tonic::Code::Aborted => ErrorKind::Conflict,
         tonic::Code::ResourceExhausted => ErrorKind::Overloaded,
         tonic::Code::Internal => ErrorKind::Internal,
+        tonic::Code::DataLoss => ErrorKind::StorageFull,
         _ => ErrorKind::Retryable,
     };
-    Error::new(kind, status.message().to_owned())
+    let public = status.metadata().get(ERROR_KEY).is_some_and(|v| v == "public");
+    let error = Error::new(kind, status.message().to_owned());
+    if public { error } else { error.private() }
 }
 
 #[cfg(test)]
@@ -463,18 +476,16 @@ mod tests {
 
     #[test]
     fn error_kinds_survive_the_wire() {
-        for kind in [
-            ErrorKind::Invalid,
-            ErrorKind::NotFound,
-            ErrorKind::Conflict,
-            ErrorKind::Overloaded,
-            ErrorKind::Retryable,
-            ErrorKind::Internal,
-        ] {
+        for kind in ErrorKind::ALL {
             let back = error_of(status_of(&Error::new(kind, "boom")));
             assert_eq!(back.kind(), kind);
             assert_eq!(back.message(), "boom");
+            assert!(!back.is_private());
+            let private = error_of(status_of(&Error::new(kind, "/data/objects/x").private()));
+            assert!(private.is_private(), "{kind:?}: privacy is lost on the wire");
         }
-        assert_eq!(error_of(tonic::Status::unknown("x")).kind(), ErrorKind::Retryable);
+        let transport = error_of(tonic::Status::unknown("h2 protocol error"));
+        assert_eq!(transport.kind(), ErrorKind::Retryable);
+        assert!(transport.is_private());
     }
 }

@@ -26,6 +26,22 @@ pub enum ErrorKind {
     Retryable,
     /// A bug, corruption or an unexpected storage failure. HTTP 500.
     Internal,
+    /// The storage refused more data (a full disk or bucket quota): nothing of the write
+    /// that met it was acknowledged. HTTP 507.
+    StorageFull,
+}
+
+impl ErrorKind {
+    /// Every kind, for tests that must cover them all.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Invalid,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::Overloaded,
+        ErrorKind::Retryable,
+        ErrorKind::Internal,
+        ErrorKind::StorageFull,
+    ];
 }
 
 /// The error of the storage core.
@@ -37,6 +53,9 @@ pub struct Error {
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
     /// Set on the error of a multi-shard write of which some shards' parts were committed.
     committed: Option<Box<Committed>>,
+    /// The text speaks of internals (object paths, a library's or the OS's words): for the
+    /// log, never for a client. Set by [`Error::with_source`] and [`Error::private`].
+    private: bool,
 }
 
 /// The parts of a failed multi-shard write that are durable: a batch is split per shard,
@@ -65,7 +84,7 @@ impl fmt::Display for Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None, committed: None }
+        Self { kind, message: message.into(), source: None, committed: None, private: false }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, message)
@@ -90,9 +109,28 @@ impl Error {
         Self::internal(format!("corrupt {what}: {why}"))
     }
 
+    /// The storage is full ([`ErrorKind::StorageFull`]).
+    pub fn storage_full(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::StorageFull, message)
+    }
+
+    /// Attaches the underlying error; its words are internal, so the error becomes
+    /// [`Error::is_private`].
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
+        self.private = true;
         self
+    }
+
+    /// Marks the text as internal: the HTTP edge logs it and answers in plain words.
+    pub fn private(mut self) -> Self {
+        self.private = true;
+        self
+    }
+
+    /// Whether the text speaks of internals (see [`Error::private`]).
+    pub fn is_private(&self) -> bool {
+        self.private
     }
 
     /// Prefixes the message with where the error happened.
