@@ -5,15 +5,16 @@
 //! from the error's kind: invalid → 400 (`invalid_argument`), not found → 404, conflict →
 //! 409, overloaded → 429 (`resource_exhausted`), retryable → 503 (`unavailable`),
 //! internal → 500. Malformed JSON and wrong content types are 400/415 with the parser's
-//! explanation. A write split across shards that failed after some shards' parts were
+//! explanation ([`ApiJson`]), a malformed query string a 400 ([`ApiQuery`]). A write split across shards that failed after some shards' parts were
 //! committed lists them in `committed_shards` and `committed_ids`. A 503 or 429 carries
 //! `Retry-After` ([`RETRY_AFTER_S`]): both are worth retrying as they are.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,8 +36,10 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid_argument`, `not_found`, `already_exists`,
-    /// `resource_exhausted`, `unavailable`, `unsupported_media_type`, `internal`.
+    /// Stable machine-readable code: `invalid_argument` (400), `not_found` (404),
+    /// `method_not_allowed` (405), `already_exists` (409), `payload_too_large` (413),
+    /// `unsupported_media_type` (415), `resource_exhausted` (429), `internal` (500),
+    /// `unavailable` (503).
     pub code: String,
     /// What is wrong, for humans.
     pub message: String,
@@ -202,6 +205,21 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<ApiJson<T>, ApiError> {
                 Ok(_) => "invalid JSON".to_owned(),
             };
             Err(ApiError::invalid(format!("malformed JSON body: {err}")))
+        }
+    }
+}
+
+/// `Query<T>` whose rejections are [`ApiError`]s: a 400 naming the parameter, like a
+/// bad body.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::invalid(format!("malformed query string: {}", rejection.body_text()))),
         }
     }
 }
