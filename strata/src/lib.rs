@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod openapi;
 pub mod standalone;
 pub mod ui;
