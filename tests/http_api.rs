@@ -85,6 +85,10 @@ async fn every_endpoint_works_end_to_end() {
         .await;
     assert_eq!(ids(&hit, "results"), [json!(3), json!("doc-2")]);
     assert_eq!(t.rows("docs").await, 2);
+    // An integral float is an integer, as JSON Schema's `integer` (the document's) has it.
+    let body = json!({"vector": [1.0, 0.0, 0.0], "top_k": 3.0, "ef": 64.0, "consistency": {"max_staleness_ms": 0.0}});
+    let hit = t.ok("POST", "/v1/collections/docs/search", Some(body)).await;
+    assert_eq!(ids(&hit, "results"), [json!(3), json!("doc-2")]);
 
     // The OpenAPI document describes every endpoint.
     let doc = t.ok("GET", "/openapi.json", None).await;
@@ -199,6 +203,24 @@ async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
             ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "top_k": 0}))),
             StatusCode::BAD_REQUEST,
             "top_k",
+        ),
+        (
+            "fractional top_k",
+            ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "top_k": 85.5}))),
+            StatusCode::BAD_REQUEST,
+            "at top_k: expected a non-negative integer, got 85.5",
+        ),
+        (
+            "wait_ms out of range",
+            ("POST", "/v1/cluster/rebalance?wait_ms=60001", None),
+            StatusCode::BAD_REQUEST,
+            "wait_ms must be in 0..=60000, got 60001",
+        ),
+        (
+            "malformed wait_ms",
+            ("DELETE", "/v1/cluster/nodes/standalone?wait_ms=soon", None),
+            StatusCode::BAD_REQUEST,
+            "malformed query string",
         ),
         (
             "ef too large",

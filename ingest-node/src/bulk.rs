@@ -17,6 +17,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use futures::future::BoxFuture;
+use strata_api::openapi::{JsonBodyErrors, NOT_FOUND, ServerErrors};
 use strata_api::{ApiJson, ApiResult, BulkRequest, BulkResponse, ErrorBody};
 use strata_coord::{Head, shard_key};
 use strata_deps::Deps;
@@ -35,9 +36,11 @@ use crate::validate;
 
 /// Bulk-load rows of one shard into a new segment (bypasses the WAL). Served only by the
 /// shard's writer: other nodes answer 409 naming it.
-#[utoipa::path(post, path = "/v1/collections/{name}/bulk", params(("name" = String, Path)), request_body = BulkRequest,
-    responses((status = 200, body = BulkResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "this node does not write the shard; the message names the owner", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/bulk", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = BulkRequest,
+    responses((status = 200, description = "the rows are in a new segment, committed", body = BulkResponse),
+        JsonBodyErrors, (status = 404, description = NOT_FOUND, body = ErrorBody),
+        (status = 409, description = "this node does not write the shard; the message names the owner", body = ErrorBody),
+        ServerErrors))]
 pub(crate) async fn bulk_import(
     State(node): State<IngestNode>,
     Path(name): Path<String>,

@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
 use axum::{Json, Router};
+use strata_api::openapi::{JsonBodyErrors, NOT_FOUND, ServerErrors, WriteErrors};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
     ApiJson, ApiResult, BulkRequest, BulkResponse, BulkRow, CollectionInfo, CreateCollectionRequest, DeleteRequest,
@@ -47,13 +48,6 @@ use crate::IngestNode;
 )]
 pub struct IngestApi;
 
-/// OpenAPI description of a write's 429.
-const BACKLOG_429: &str = "a shard's unflushed backlog is over its bound; retry later. Parts of other shards \
-    may have been committed: see `error.committed_shards` / `error.committed_ids`";
-/// OpenAPI description of a write's 503.
-const RETRY_503: &str = "a shard's writer is unavailable (handover, lost lease, node stopping); retry. Parts \
-    of other shards may have been committed: see `error.committed_shards` / `error.committed_ids`";
-
 /// The ingest role's routes.
 pub fn router(node: IngestNode) -> Router {
     Router::new()
@@ -68,8 +62,9 @@ pub fn router(node: IngestNode) -> Router {
 }
 
 /// Create a collection.
-#[utoipa::path(post, path = "/v1/collections", request_body = CreateCollectionRequest,
-    responses((status = 201, body = CollectionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CreateCollectionRequest,
+    responses((status = 201, description = "the collection, created", body = CollectionInfo), JsonBodyErrors,
+        (status = 409, description = "an active collection already has this name", body = ErrorBody), ServerErrors))]
 async fn create_collection(
     State(node): State<IngestNode>,
     ApiJson(req): ApiJson<CreateCollectionRequest>,
@@ -88,8 +83,9 @@ async fn create_collection(
 }
 
 /// Drop a collection and (after the garbage-collection grace period) its data.
-#[utoipa::path(delete, path = "/v1/collections/{name}", params(("name" = String, Path)),
-    responses((status = 200, body = DropResponse), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, description = "dropped: gone from every read at once", body = DropResponse),
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn drop_collection(State(node): State<IngestNode>, Path(name): Path<String>) -> ApiResult<Json<DropResponse>> {
     let def = node.drop_collection(&name).await?;
     Ok(Json(DropResponse { dropped: def.name }))
@@ -101,9 +97,9 @@ async fn drop_collection(State(node): State<IngestNode>, Path(name): Path<String
 /// none) and independently of the others. An error after some parts committed lists them
 /// in `error.committed_shards` and `error.committed_ids` (durable and visible); retrying
 /// the whole batch is safe, since writes are idempotent.
-#[utoipa::path(post, path = "/v1/collections/{name}/upsert", params(("name" = String, Path)), request_body = UpsertRequest,
-    responses((status = 200, body = UpsertResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 429, description = BACKLOG_429, body = ErrorBody), (status = 503, description = RETRY_503, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/upsert", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = UpsertRequest,
+    responses((status = 200, description = "every row is durable and visible", body = UpsertResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors, WriteErrors))]
 async fn upsert(
     State(node): State<IngestNode>,
     Path(name): Path<String>,
@@ -120,9 +116,9 @@ async fn upsert(
 /// none) and independently of the others. An error after some parts committed lists them
 /// in `error.committed_shards` and `error.committed_ids` (durable and visible); retrying
 /// the whole batch is safe, since writes are idempotent.
-#[utoipa::path(post, path = "/v1/collections/{name}/delete", params(("name" = String, Path)), request_body = DeleteRequest,
-    responses((status = 200, body = DeleteResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 429, description = BACKLOG_429, body = ErrorBody), (status = 503, description = RETRY_503, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/delete", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = DeleteRequest,
+    responses((status = 200, description = "the deletes are durable and visible", body = DeleteResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors, WriteErrors))]
 async fn delete_rows(
     State(node): State<IngestNode>,
     Path(name): Path<String>,
@@ -143,9 +139,9 @@ async fn delete_rows(
 /// none) and independently of the others. An error after some parts committed lists them
 /// in `error.committed_shards` and `error.committed_ids` (durable and visible); retrying
 /// the whole batch is safe, since writes are idempotent.
-#[utoipa::path(post, path = "/v1/collections/{name}/update", params(("name" = String, Path)), request_body = UpdateRequest,
-    responses((status = 200, body = UpdateResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 429, description = BACKLOG_429, body = ErrorBody), (status = 503, description = RETRY_503, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/update", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = UpdateRequest,
+    responses((status = 200, description = "the changes are durable and visible", body = UpdateResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors, WriteErrors))]
 async fn update_rows(
     State(node): State<IngestNode>,
     Path(name): Path<String>,
@@ -156,8 +152,9 @@ async fn update_rows(
 }
 
 /// Flush every shard's WAL tail into segments; returns when done.
-#[utoipa::path(post, path = "/v1/collections/{name}/flush", params(("name" = String, Path)),
-    responses((status = 200, body = FlushResponse), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/flush", tag = "collections", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, description = "every write acknowledged before the request is in segments", body = FlushResponse),
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn flush(State(node): State<IngestNode>, Path(name): Path<String>) -> ApiResult<Json<FlushResponse>> {
     node.flush(&name).await?;
     Ok(Json(FlushResponse { flushed: true }))

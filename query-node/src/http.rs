@@ -4,12 +4,13 @@ use axum::Extension;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use strata_api::openapi::{JsonBodyErrors, NOT_FOUND, ServerErrors};
 use strata_api::vector_encoding::VectorInput;
 use strata_api::{
-    Access, ApiJson, ApiResult, CollectionDescription, CollectionInfo, CollectionStats, ConsistencyLevel,
-    ConsistencySchema, CountRequest, CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse, ListResponse,
-    QueryRequest, QueryResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest, SearchResponse,
-    ShardInfo,
+    Access, ApiJson, ApiResult, BoundedStaleness, CollectionDescription, CollectionInfo, CollectionStats,
+    ConsistencyLevel, ConsistencySchema, CountRequest, CountResponse, ErrorBody, FilterSchema, GetRequest, GetResponse,
+    ListResponse, QueryRequest, QueryResponse, ResultRow, ScanRequest, ScanResponse, ScanRow, SearchRequest,
+    SearchResponse, ShardInfo,
 };
 use strata_types::filter::AttrType;
 use utoipa::OpenApi;
@@ -38,6 +39,7 @@ use crate::QueryNode;
         ResultRow,
         ConsistencySchema,
         ConsistencyLevel,
+        BoundedStaleness,
         CollectionDescription,
         CollectionStats,
         ShardInfo,
@@ -60,7 +62,8 @@ pub fn router(node: QueryNode) -> Router {
 }
 
 /// List active collections (with an API key limited to some collections, only those).
-#[utoipa::path(get, path = "/v1/collections", responses((status = 200, body = ListResponse)))]
+#[utoipa::path(get, path = "/v1/collections", tag = "collections",
+    responses((status = 200, description = "the active collections", body = ListResponse), ServerErrors))]
 async fn list_collections(
     State(node): State<QueryNode>,
     access: Option<Extension<Access>>,
@@ -71,8 +74,9 @@ async fn list_collections(
 }
 
 /// Describe a collection: definition, rows, segments, bytes and WAL backlog per shard.
-#[utoipa::path(get, path = "/v1/collections/{name}", params(("name" = String, Path)),
-    responses((status = 200, body = CollectionDescription), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, description = "the collection's definition and statistics", body = CollectionDescription),
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn describe_collection(
     State(node): State<QueryNode>,
     Path(name): Path<String>,
@@ -81,8 +85,9 @@ async fn describe_collection(
 }
 
 /// Nearest-neighbour search.
-#[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path)), request_body = SearchRequest,
-    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/search", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = SearchRequest,
+    responses((status = 200, description = "the nearest rows, best first", body = SearchResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn search(
     State(node): State<QueryNode>,
     Path(name): Path<String>,
@@ -92,8 +97,9 @@ async fn search(
 }
 
 /// Fetch rows by id, as fresh as `consistency` asks (default strong).
-#[utoipa::path(post, path = "/v1/collections/{name}/get", params(("name" = String, Path)), request_body = GetRequest,
-    responses((status = 200, body = GetResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/get", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = GetRequest,
+    responses((status = 200, description = "the rows that exist, in request order", body = GetResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn get_rows(
     State(node): State<QueryNode>,
     Path(name): Path<String>,
@@ -106,8 +112,9 @@ async fn get_rows(
 /// Page through the live rows of one shard in id order (strongly consistent per page);
 /// used by `strata export`. Rows deleted or replaced between pages are seen as of each
 /// page's read.
-#[utoipa::path(post, path = "/v1/collections/{name}/scan", params(("name" = String, Path)), request_body = ScanRequest,
-    responses((status = 200, body = ScanResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/scan", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = ScanRequest,
+    responses((status = 200, description = "one page of the shard's rows", body = ScanResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn scan(
     State(node): State<QueryNode>,
     Path(name): Path<String>,
@@ -124,8 +131,9 @@ async fn scan(
 
 /// Rows matching a filter, across every shard, a page at a time (strongly consistent per
 /// page). Pass `next_cursor` back as `cursor` for the next page.
-#[utoipa::path(post, path = "/v1/collections/{name}/query", params(("name" = String, Path)), request_body = QueryRequest,
-    responses((status = 200, body = QueryResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/query", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = QueryRequest,
+    responses((status = 200, description = "one page of matching rows", body = QueryResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn query(
     State(node): State<QueryNode>,
     Path(name): Path<String>,
@@ -135,8 +143,9 @@ async fn query(
 }
 
 /// Count the rows matching a filter (every row without one).
-#[utoipa::path(post, path = "/v1/collections/{name}/count", params(("name" = String, Path)), request_body = CountRequest,
-    responses((status = 200, body = CountResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/collections/{name}/count", tag = "rows", params(("name" = String, Path, description = "collection name")), request_body = CountRequest,
+    responses((status = 200, description = "the number of matching rows", body = CountResponse), JsonBodyErrors,
+        (status = 404, description = NOT_FOUND, body = ErrorBody), ServerErrors))]
 async fn count(
     State(node): State<QueryNode>,
     Path(name): Path<String>,

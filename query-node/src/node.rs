@@ -79,6 +79,11 @@ impl QueryNode {
         QueryNode { router, host, serving: None, wire, metrics }
     }
 
+    /// The settings this node checks reads against (`max_top_k`, `max_ef`, …).
+    pub fn config(&self) -> &QueryConfig {
+        &self.wire.config
+    }
+
     /// Nearest-neighbour search over every shard of collection `name`.
     pub async fn search(&self, name: &str, req: SearchRequest) -> Result<SearchResponse> {
         self.router.search(name, req).await

@@ -9,11 +9,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use strata_api::{ApiResult, ErrorBody};
+use strata_api::openapi::{INVALID_QUERY, ServerErrors};
+use strata_api::{ApiQuery, ApiResult, ErrorBody};
 use strata_coord::{ClusterView, LeaseKind, Role, ServeState, shard_key};
 use strata_deps::Deps;
 use strata_storage::catalog;
@@ -89,11 +90,39 @@ pub struct RebalanceResponse {
     pub pending: Vec<ShardStatus>,
 }
 
+/// The query string of `POST /v1/cluster/rebalance`.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct WaitParams {
-    /// How long to wait for the cluster to settle, in ms (default 10,000, at most 60,000).
+#[into_params(parameter_in = Query)]
+pub struct RebalanceParams {
+    /// How long to wait for the cluster to settle, in ms: 0..=60000 (default 10,000).
+    #[serde(default)]
+    #[param(minimum = 0, maximum = 60_000, default = 10_000)]
     pub wait_ms: Option<u64>,
 }
+
+/// The query string of `DELETE /v1/cluster/nodes/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveParams {
+    /// How long to wait for the node's shards and writer leases to move, in ms:
+    /// 0..=120000 (default 30,000).
+    #[serde(default)]
+    #[param(minimum = 0, maximum = 120_000, default = 30_000)]
+    pub wait_ms: Option<u64>,
+}
+
+/// `wait_ms`, or its default; a 400 above `max`.
+fn wait(wait_ms: Option<u64>, default: u64, max: u64) -> Result<Duration, Error> {
+    match wait_ms.unwrap_or(default) {
+        ms if ms <= max => Ok(Duration::from_millis(ms)),
+        ms => Err(Error::invalid(format!("wait_ms must be in 0..={max}, got {ms}"))),
+    }
+}
+
+/// A node id in a path.
+const NODE_ID: &str = "the node's id (as `GET /v1/cluster/nodes` lists it)";
+/// The 404 of an operation on one node.
+const NO_NODE: &str = "no member of the cluster has this id";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -193,14 +222,16 @@ fn not_found(id: &str) -> Error {
 }
 
 /// Live nodes, their roles, drain state and how many shards and leases each holds.
-#[utoipa::path(get, path = "/v1/cluster/nodes", responses((status = 200, body = NodesResponse)))]
+#[utoipa::path(get, path = "/v1/cluster/nodes", tag = "cluster",
+    responses((status = 200, description = "the live nodes, by id", body = NodesResponse)))]
 async fn list_nodes(State(deps): State<Deps>) -> Json<NodesResponse> {
     Json(NodesResponse { nodes: nodes_of(&deps.coord.view().borrow()) })
 }
 
 /// One node and the shards it writes, serves or compacts.
-#[utoipa::path(get, path = "/v1/cluster/nodes/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = NodeDetail), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/cluster/nodes/{id}", tag = "cluster", params(("id" = String, Path, description = NODE_ID)),
+    responses((status = 200, description = "the node and its shards", body = NodeDetail),
+        (status = 404, description = NO_NODE, body = ErrorBody), ServerErrors))]
 async fn node_detail(State(deps): State<Deps>, Path(id): Path<String>) -> ApiResult<Json<NodeDetail>> {
     let view = deps.coord.view().borrow().clone();
     let node = nodes_of(&view).into_iter().find(|n| n.id == id).ok_or_else(|| not_found(&id))?;
@@ -217,7 +248,8 @@ async fn node_detail(State(deps): State<Deps>, Path(id): Path<String>) -> ApiRes
 }
 
 /// Every shard of every active collection: writer, compactor, serving replicas and states.
-#[utoipa::path(get, path = "/v1/cluster/shards", responses((status = 200, body = ShardsResponse)))]
+#[utoipa::path(get, path = "/v1/cluster/shards", tag = "cluster",
+    responses((status = 200, description = "every shard of every active collection", body = ShardsResponse), ServerErrors))]
 async fn list_shards(State(deps): State<Deps>) -> ApiResult<Json<ShardsResponse>> {
     let view = deps.coord.view().borrow().clone();
     Ok(Json(ShardsResponse { shards: shards_of(&deps, &view).await? }))
@@ -226,12 +258,16 @@ async fn list_shards(State(deps): State<Deps>) -> ApiResult<Json<ShardsResponse>
 /// Waits (up to `wait_ms`) until every shard is served exactly by the nodes that should
 /// serve it, and reports what is still moving. Assignment follows membership and drains
 /// on its own; this is how an operator sees it converge.
-#[utoipa::path(post, path = "/v1/cluster/rebalance", params(WaitParams),
-    responses((status = 200, body = RebalanceResponse)))]
-async fn rebalance(State(deps): State<Deps>, Query(params): Query<WaitParams>) -> ApiResult<Json<RebalanceResponse>> {
+#[utoipa::path(post, path = "/v1/cluster/rebalance", tag = "cluster", params(RebalanceParams),
+    responses((status = 200, description = "converged, or what is still moving when `wait_ms` ran out", body = RebalanceResponse),
+        (status = 400, description = INVALID_QUERY, body = ErrorBody), ServerErrors))]
+async fn rebalance(
+    State(deps): State<Deps>,
+    ApiQuery(params): ApiQuery<RebalanceParams>,
+) -> ApiResult<Json<RebalanceResponse>> {
+    let wait = wait(params.wait_ms, 10_000, 60_000)?;
     let clock = deps.clock.as_ref();
     let started = clock.now();
-    let wait = Duration::from_millis(params.wait_ms.unwrap_or(10_000).min(60_000));
     loop {
         let view = deps.coord.view().borrow().clone();
         let pending: Vec<ShardStatus> = shards_of(&deps, &view).await?.into_iter().filter(|s| !s.settled).collect();
@@ -245,15 +281,17 @@ async fn rebalance(State(deps): State<Deps>, Query(params): Query<WaitParams>) -
 }
 
 /// Drain a node: it keeps answering, but its shards move to other nodes.
-#[utoipa::path(post, path = "/v1/cluster/nodes/{id}/drain", params(("id" = String, Path)),
-    responses((status = 200, body = NodeStatus), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/cluster/nodes/{id}/drain", tag = "cluster", params(("id" = String, Path, description = NODE_ID)),
+    responses((status = 200, description = "the node, draining", body = NodeStatus),
+        (status = 404, description = NO_NODE, body = ErrorBody), ServerErrors))]
 async fn drain(State(deps): State<Deps>, Path(id): Path<String>) -> ApiResult<Json<NodeStatus>> {
     set_drain(&deps, &id, true).await
 }
 
 /// Stop draining a node.
-#[utoipa::path(delete, path = "/v1/cluster/nodes/{id}/drain", params(("id" = String, Path)),
-    responses((status = 200, body = NodeStatus), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/cluster/nodes/{id}/drain", tag = "cluster", params(("id" = String, Path, description = NODE_ID)),
+    responses((status = 200, description = "the node, no longer draining", body = NodeStatus),
+        (status = 404, description = NO_NODE, body = ErrorBody), ServerErrors))]
 async fn undrain(State(deps): State<Deps>, Path(id): Path<String>) -> ApiResult<Json<NodeStatus>> {
     set_drain(&deps, &id, false).await
 }
@@ -280,16 +318,22 @@ async fn set_drain(deps: &Deps, id: &str, draining: bool) -> ApiResult<Json<Node
 
 /// Remove a node: drain it, wait (up to `wait_ms`) until it serves no shard and holds no
 /// writer lease (an ingest node hands its leases over as it drains), then deregister it. It stays drained; the process should then be stopped.
-#[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", params(("id" = String, Path), WaitParams),
-    responses((status = 200, body = NodeStatus), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", tag = "cluster", params(("id" = String, Path, description = NODE_ID), RemoveParams),
+    responses((status = 200, description = "the node, removed (and still drained)", body = NodeStatus),
+        (status = 400, description = INVALID_QUERY, body = ErrorBody), (status = 404, description = NO_NODE, body = ErrorBody),
+        ServerErrors,
+        (status = 503, description = "the node still serves or writes shards when `wait_ms` ran out (it stays drained; \
+            retry later), or a transient failure", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait before retrying")))))]
 async fn remove(
     State(deps): State<Deps>,
     Path(id): Path<String>,
-    Query(params): Query<WaitParams>,
+    ApiQuery(params): ApiQuery<RemoveParams>,
 ) -> ApiResult<Json<NodeStatus>> {
+    let wait = wait(params.wait_ms, 30_000, 120_000)?;
     let Json(mut status) = set_drain(&deps, &id, true).await?;
     let clock = deps.clock.as_ref();
-    let deadline = clock.now() + Duration::from_millis(params.wait_ms.unwrap_or(30_000).min(120_000));
+    let deadline = clock.now() + wait;
     loop {
         let holds = {
             let view = deps.coord.view().borrow().clone();

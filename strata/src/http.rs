@@ -1,5 +1,5 @@
 //! The REST surface of a process: the routes of the roles it runs, the cluster admin API,
-//! health, readiness, Prometheus metrics and the OpenAPI document. Every process answers
+//! health, readiness, Prometheus metrics and the OpenAPI document ([`crate::openapi`]). Every process answers
 //! the whole API: what a role it does not run serves is forwarded by that role's forwarder
 //! (decision 0016).
 //!
@@ -51,9 +51,10 @@ pub struct NodeInfo {
     pub cache: strata_storage::cache::CacheStats,
 }
 
+/// The routes of the process itself (the document's are in [`crate::openapi`]).
 #[derive(OpenApi)]
-#[openapi(paths(node_info, metrics), components(schemas(NodeInfo)))]
-struct NodeApi;
+#[openapi(paths(healthz, readyz, node_info, metrics, crate::ui::page), components(schemas(NodeInfo)))]
+pub(crate) struct NodeApi;
 
 /// The REST API of both data roles, whether this process runs them or forwards them.
 pub struct RoleApis {
@@ -72,26 +73,14 @@ pub fn router(mode: Mode, deps: &Deps, api: RoleApis, counters: Arc<RpcCounters>
         leases: LeaseMetrics::register(&deps.metrics),
     };
     let http_metrics = HttpMetrics::register(&deps.metrics, deps.clock.clone());
-    let ready_query = api.query.clone();
+    let document = crate::openapi::served(api.ingest.config(), api.query.config());
     Router::new()
         .merge(crate::admin::router(deps.clone()))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(crate::openapi::openapi).with_state(document))
         .route("/metrics", get(metrics).with_state(scrape_state))
         .route("/v1/node", get(node_info).with_state(info_state))
-        .route(
-            "/readyz",
-            get(move || async move {
-                // A query node is ready once every shard assigned to it is loaded and
-                // serving; a node without the role has none.
-                if ready_query.is_ready() {
-                    (StatusCode::OK, "ready".to_owned())
-                } else {
-                    let (serving, assigned) = ready_query.load_progress();
-                    (StatusCode::SERVICE_UNAVAILABLE, format!("loading shards: {serving}/{assigned} serving"))
-                }
-            }),
-        )
+        .route("/readyz", get(readyz).with_state(api.query.clone()))
         .merge(strata_ingest::http::router(api.ingest))
         .merge(strata_query::http::router(api.query))
         .merge(crate::ui::router())
@@ -172,8 +161,30 @@ struct ScrapeState {
     leases: LeaseMetrics,
 }
 
+/// Liveness: the process answers HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "node",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: a query node is ready once every shard assigned to it is loaded and
+/// serving; a node without the role has none, so it is always ready.
+#[utoipa::path(get, path = "/readyz", tag = "node",
+    responses((status = 200, description = "`ready`", content_type = "text/plain", body = String),
+        (status = 503, description = "`loading shards: N/M serving`", content_type = "text/plain", body = String)))]
+async fn readyz(State(query): State<strata_query::QueryNode>) -> (StatusCode, String) {
+    if query.is_ready() {
+        (StatusCode::OK, "ready".to_owned())
+    } else {
+        let (serving, assigned) = query.load_progress();
+        (StatusCode::SERVICE_UNAVAILABLE, format!("loading shards: {serving}/{assigned} serving"))
+    }
+}
+
 /// Prometheus metrics of this process, in the text exposition format (see docs/metrics.md).
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "node", responses((status = 200, description = "Prometheus text format (version 0.0.4)",
+    content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<ScrapeState>) -> impl IntoResponse {
     let metrics = &state.deps.metrics;
     let _scrape = metrics.scrape_lock().await;
@@ -188,24 +199,14 @@ async fn metrics(State(state): State<ScrapeState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, Metrics::CONTENT_TYPE)], metrics.render())
 }
 
-/// The OpenAPI document of every endpoint of every role.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let mut doc = strata_ingest::http::IngestApi::openapi();
-    doc.merge(strata_query::http::QueryApi::openapi());
-    doc.merge(crate::admin::AdminApi::openapi());
-    doc.merge(NodeApi::openapi());
-    doc.info.title = "Strata".to_owned();
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.info.description = Some("Distributed vector search on object storage.".to_owned());
-    doc
-}
-
-async fn openapi() -> impl IntoResponse {
-    axum::Json(openapi_document())
+/// The OpenAPI document of every endpoint of every role, with the default limits
+/// (`strata openapi`; a node serves its own at `/openapi.json`, see [`crate::openapi`]).
+pub fn openapi_document() -> serde_json::Value {
+    crate::openapi::document(&Default::default(), &Default::default())
 }
 
 /// This node's identity, memory, node-to-node traffic and cache statistics.
-#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = NodeInfo)))]
+#[utoipa::path(get, path = "/v1/node", tag = "node", responses((status = 200, description = "this node", body = NodeInfo)))]
 async fn node_info(
     axum::extract::State((mode, deps, counters)): axum::extract::State<(Mode, Deps, Arc<RpcCounters>)>,
 ) -> Json<NodeInfo> {

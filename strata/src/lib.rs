@@ -10,5 +10,6 @@ pub mod config;
 pub mod edge;
 pub mod http;
 pub mod node;
+pub mod openapi;
 pub mod standalone;
 pub mod ui;

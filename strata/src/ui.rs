@@ -19,7 +19,10 @@ pub fn router() -> Router {
     Router::new().route("/ui", get(page))
 }
 
-async fn page() -> impl IntoResponse {
+/// The admin page: one self-contained HTML document that polls this node's REST API.
+#[utoipa::path(get, path = "/ui", tag = "node",
+    responses((status = 200, description = "the page (inline CSS and JS)", content_type = "text/html", body = String)))]
+pub(crate) async fn page() -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

@@ -46,16 +46,21 @@ impl From<&CollectionDef> for CollectionInfo {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCollectionRequest {
-    /// 1-64 characters of letters, digits, `_` or `-`.
+    /// 1-64 characters of letters, digits, `_` or `-`, starting with a letter or digit.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", min_length = 1, max_length = 64)]
     pub name: String,
     /// Vector dimension, 1..=4096.
+    #[serde(deserialize_with = "strata_types::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 4096)]
     pub dimension: u32,
     pub metric: Metric,
-    /// Number of shards, fixed at creation. Default 1.
-    #[serde(default = "one")]
+    /// Number of shards, 1..=256, fixed at creation. Default 1.
+    #[serde(default = "one", deserialize_with = "strata_types::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 256, default = 1)]
     pub shards: u32,
-    /// Query replicas per shard (cluster mode). Default 1.
-    #[serde(default = "one")]
+    /// Query replicas per shard (cluster mode), 1..=8. Default 1.
+    #[serde(default = "one", deserialize_with = "strata_types::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 8, default = 1)]
     pub replication: u32,
     #[serde(default)]
     pub hnsw: HnswParams,

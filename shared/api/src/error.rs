@@ -6,16 +6,18 @@
 //! 409, overloaded → 429 (`resource_exhausted`), retryable → 503 (`unavailable`),
 //! internal → 500, storage full → 507 (`insufficient_storage`). Errors whose text speaks of
 //! internals (object paths, OS or library words) answer in plain words with an error id
-//! that finds the text in the log. Malformed JSON and wrong content types are 400/415 with the parser's
-//! explanation. A write split across shards that failed after some shards' parts were
+//! that finds the text in the log. Malformed JSON and wrong content types are 400/415 with
+//! the parser's explanation ([`ApiJson`]), a malformed query string a 400 ([`ApiQuery`]).
+//! A write split across shards that failed after some shards' parts were
 //! committed lists them in `committed_shards` and `committed_ids`. A 503 or 429 carries
 //! `Retry-After` ([`RETRY_AFTER_S`]): both are worth retrying as they are.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,9 +39,11 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid_argument`, `not_found`, `already_exists`,
-    /// `resource_exhausted`, `unavailable`, `unsupported_media_type`, `internal`,
-    /// `insufficient_storage`, `unauthenticated`, `permission_denied`.
+    /// Stable machine-readable code: `invalid_argument` (400, also `invalid_host`),
+    /// `unauthenticated` (401), `permission_denied` (403), `not_found` (404),
+    /// `method_not_allowed` (405), `already_exists` (409), `payload_too_large` (413),
+    /// `unsupported_media_type` (415), `resource_exhausted` (429), `internal` (500),
+    /// `unavailable` (503), `insufficient_storage` (507).
     pub code: String,
     /// What is wrong, for humans.
     pub message: String,
@@ -226,6 +230,21 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<ApiJson<T>, ApiError> {
                 Ok(_) => "invalid JSON".to_owned(),
             };
             Err(ApiError::invalid(format!("malformed JSON body: {err}")))
+        }
+    }
+}
+
+/// `Query<T>` whose rejections are [`ApiError`]s: a 400 naming the parameter, like a
+/// bad body.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::invalid(format!("malformed query string: {}", rejection.body_text()))),
         }
     }
 }

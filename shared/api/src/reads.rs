@@ -32,10 +32,16 @@ pub use strata_types::Consistency;
 #[schema(as = Consistency, example = json!({"max_staleness_ms": 500}))]
 pub enum ConsistencySchema {
     Level(ConsistencyLevel),
-    Bounded {
-        /// How old the served state may be, in milliseconds: 0..=3600000.
-        max_staleness_ms: u64,
-    },
+    Bounded(BoundedStaleness),
+}
+
+/// `{"max_staleness_ms": N}`, alone in its object.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BoundedStaleness {
+    /// How old the served state may be, in milliseconds: 0..=3600000.
+    #[schema(maximum = 3_600_000)]
+    pub max_staleness_ms: u64,
 }
 
 /// The named consistency levels.
@@ -54,12 +60,15 @@ pub struct SearchRequest {
     #[serde(deserialize_with = "crate::vector_encoding::deserialize")]
     #[schema(value_type = crate::vector_encoding::VectorInput)]
     pub vector: Vec<f32>,
-    /// Number of results, 1..=1000. Default 10.
-    #[serde(default = "default_top_k")]
+    /// Number of results: 1 to `query.max_top_k` (default 1,000; the served document states
+    /// this server's). Default 10.
+    #[serde(default = "default_top_k", deserialize_with = "strata_types::integer::deserialize")]
+    #[schema(minimum = 1, default = 10)]
     pub top_k: usize,
-    /// Candidate list size of the graph search; default: the collection's `hnsw.ef`.
-    /// Raised to `top_k` if smaller.
-    #[serde(default)]
+    /// Candidate list size of the graph search, 1 to `query.max_ef` (default 4,096);
+    /// default: the collection's `hnsw.ef`. Raised to `top_k` if smaller.
+    #[serde(default, deserialize_with = "strata_types::integer::option::deserialize")]
+    #[schema(minimum = 1)]
     pub ef: Option<usize>,
     #[serde(default)]
     #[schema(value_type = ConsistencySchema)]
@@ -113,6 +122,8 @@ pub struct SearchResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetRequest {
+    /// 1 to `query.max_get_ids` ids (default 10,000).
+    #[schema(min_items = 1)]
     pub ids: Vec<RowId>,
     #[serde(default)]
     #[schema(value_type = ConsistencySchema)]
@@ -137,12 +148,15 @@ pub struct GetResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScanRequest {
+    /// A shard of the collection: 0 to its shard count − 1.
+    #[serde(deserialize_with = "strata_types::integer::deserialize")]
     pub shard: u32,
     /// Continue after this id (the previous page's `next_after`); absent for the first page.
     #[serde(default)]
     pub after: Option<RowId>,
     /// Rows per page, 1..=10,000. Default 1,000.
-    #[serde(default = "default_scan_limit")]
+    #[serde(default = "default_scan_limit", deserialize_with = "strata_types::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 10_000, default = 1000)]
     pub limit: u32,
     /// Only rows matching this filter.
     #[serde(default)]
@@ -182,7 +196,8 @@ pub struct QueryRequest {
     #[schema(value_type = Option<FilterSchema>)]
     pub filter: Option<serde_json::Value>,
     /// Rows per page, 1..=10,000. Default 100.
-    #[serde(default = "default_query_limit")]
+    #[serde(default = "default_query_limit", deserialize_with = "strata_types::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 10_000, default = 100)]
     pub limit: u32,
     /// The previous page's `next_cursor`; absent for the first page.
     #[serde(default)]

@@ -105,8 +105,10 @@ impl<'de> Visitor<'de> for VectorVisitor {
     }
 }
 
-/// The OpenAPI shape of a request vector (documentation only; requests are read by
-/// [`deserialize`]).
+// The OpenAPI shape of a request vector (documentation only; requests are read by
+// `deserialize`).
+/// A vector: `dimension` finite numbers, as a JSON array or as base64 of their
+/// little-endian f32 bytes.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum VectorInput {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use strata_types::{Attributes, Row, RowId};
 use utoipa::ToSchema;
 
-/// One row of an upsert. Its schema is named `Row` in the OpenAPI document.
+/// One row of an upsert.
 #[derive(Clone, Debug, PartialEq, Deserialize, ToSchema)]
 #[schema(as = Row)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +30,8 @@ impl From<UpsertRow> for Row {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertRequest {
-    /// Rows to insert or replace; 1 to `max_batch_rows` (default 10,000), unique ids.
+    /// Rows to insert or replace: 1 to `ingest.max_batch_rows` (default 10,000), unique ids.
+    #[schema(min_items = 1)]
     pub rows: Vec<UpsertRow>,
 }
 
@@ -44,8 +45,10 @@ pub struct UpsertResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteRequest {
-    /// Ids to delete; unknown ids are ignored.
+    /// Ids to delete: 1 to `ingest.max_batch_rows` (default 10,000), unique; unknown ids
+    /// are ignored.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub ids: Option<Vec<RowId>>,
     /// Delete every row matching this filter at the time of the request (rows written
     /// after it are kept, even if they match).
@@ -65,16 +68,28 @@ pub struct DeleteResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
-    /// Rows to update; ids that do not exist are skipped.
+    /// Rows to update: 1 to `ingest.max_batch_rows` (default 10,000) ids; ids that do not
+    /// exist are skipped.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub ids: Option<Vec<RowId>>,
     /// Update every row matching this filter at the time of the request.
     #[serde(default)]
     #[schema(value_type = Option<crate::FilterSchema>)]
     pub filter: Option<serde_json::Value>,
-    /// Attributes to set; a `null` value removes the attribute. Others are kept.
-    #[schema(value_type = Object)]
+    /// Attributes to set (at least one); a `null` value removes the attribute. Others are
+    /// kept.
+    #[schema(schema_with = attribute_patch)]
     pub attributes: Attributes,
+}
+
+/// The schema of [`UpdateRequest::attributes`]: an object with at least one key.
+fn attribute_patch() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Object)
+        .min_properties(Some(1))
+        .description(Some("Attributes to set (at least one); a `null` value removes the attribute. Others are kept."))
+        .build()
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -108,8 +123,11 @@ pub struct BulkRow {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRequest {
+    /// A shard of the collection: 0 to its shard count − 1.
+    #[serde(deserialize_with = "strata_types::integer::deserialize")]
     pub shard: u32,
     /// 1 to 1,000,000 rows with unique ids, all of `shard`.
+    #[schema(min_items = 1, max_items = 1_000_000)]
     pub rows: Vec<BulkRow>,
 }
 

@@ -2,7 +2,8 @@
 //! from the router to the replica that reads the shard.
 //!
 //! JSON forms: `"strong"` (the default), `"eventual"`, or `{"max_staleness_ms": N}` with
-//! `N` an integer in `0..=MAX_STALENESS_MS`. Anything else is refused with a message that
+//! `N` an integer in `0..=MAX_STALENESS_MS` (`500.0` is 500, as JSON Schema's `integer`
+//! has it; see [`crate::integer`]). Anything else is refused with a message that
 //! names the field, so a typo never silently downgrades (or upgrades) a read.
 
 use serde::de::Error as _;
@@ -49,7 +50,7 @@ impl Consistency {
             Value::String(s) if s == "eventual" => Ok(Consistency::Eventual),
             Value::Object(fields) if fields.len() == 1 && fields.contains_key("max_staleness_ms") => {
                 let n = &fields["max_staleness_ms"];
-                match n.as_u64() {
+                match n.as_number().and_then(crate::integer::from_json) {
                     Some(ms) if ms <= MAX_STALENESS_MS => Ok(Consistency::MaxStaleness { ms }),
                     _ => Err(format!("max_staleness_ms must be an integer in 0..={MAX_STALENESS_MS}, got {n}")),
                 }
@@ -92,6 +93,8 @@ mod tests {
             assert_eq!(serde_json::from_str::<Consistency>(&text).unwrap(), c, "{text}");
         }
         assert_eq!(serde_json::to_value(Consistency::MaxStaleness { ms: 0 }).unwrap(), json!({"max_staleness_ms": 0}));
+        let integral = serde_json::from_value::<Consistency>(json!({"max_staleness_ms": 500.0})).unwrap();
+        assert_eq!(integral, Consistency::MaxStaleness { ms: 500 });
     }
 
     #[test]
@@ -102,6 +105,7 @@ mod tests {
             (json!({"max_staleness_ms": 1e30}), "max_staleness_ms must be an integer"),
             (json!({"max_staleness_ms": MAX_STALENESS_MS + 1}), "max_staleness_ms must be an integer"),
             (json!({"max_staleness_ms": "100"}), "max_staleness_ms must be an integer"),
+            (json!({"max_staleness_ms": 3_600_001.0}), "max_staleness_ms must be an integer"),
             (json!({"max_staleness_ms": 1, "x": 2}), "expected \"strong\""),
             (json!({"max_stale": 1}), "expected \"strong\""),
             (json!("Strong"), "expected \"strong\""),

@@ -3,6 +3,7 @@
 //! - [`error`]: [`Error`] with an [`ErrorKind`] (invalid, not found, conflict, overloaded,
 //!   retryable, internal) that callers and the HTTP edge act on without reading messages;
 //! - [`consistency`]: how fresh a read must be ([`Consistency`]);
+//! - [`integer`]: integers in JSON requests, integral floats (`85.0`) included;
 //! - [`model`]: collections, rows, ids and metrics, with their validation (re-exported at
 //!   the root);
 //! - [`filter`]: the attribute filter language: parsing, the type check against a
@@ -18,6 +19,7 @@
 pub mod consistency;
 pub mod error;
 pub mod filter;
+pub mod integer;
 pub mod metrics;
 pub mod model;
 pub mod random;

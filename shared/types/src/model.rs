@@ -20,7 +20,7 @@ pub const MAX_DIMENSION: u32 = 4096;
 pub const MAX_SHARDS: u32 = 256;
 
 /// A row id: an unsigned integer or a non-empty string. `7` and `"7"` are different ids.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(untagged)]
 pub enum RowId {
     Int(u64),
@@ -43,8 +43,16 @@ impl<'de> Deserialize<'de> for RowId {
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<RowId, E> {
                 u64::try_from(v).map(RowId::Int).map_err(|_| E::custom(format!("an id must not be negative, got {v}")))
             }
+            /// `7.0` is 7, as JSON Schema's `integer` has it (see [`crate::integer`]); only
+            /// below 2^53, where the float is exactly the integer written.
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> std::result::Result<RowId, E> {
-                Err(E::custom(format!("an id is an integer or a string, got the number {v}")))
+                match crate::integer::from_f64(v) {
+                    Some(id) => Ok(RowId::Int(id)),
+                    None if v.fract() == 0.0 && v >= 0.0 => Err(E::custom(format!(
+                        "an id written as a float must be below 2^53 to be exact; write it as an integer, got {v:?}"
+                    ))),
+                    None => Err(E::custom(format!("an id is an integer or a string, got the number {v}"))),
+                }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<RowId, E> {
                 Ok(RowId::Str(v.to_owned()))
@@ -56,6 +64,29 @@ impl<'de> Deserialize<'de> for RowId {
         deserializer.deserialize_any(IdVisitor)
     }
 }
+
+/// By hand, to state the string form's bounds (see [`RowId::validate`]).
+impl utoipa::PartialSchema for RowId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        // No `format`: `int64` would be wrong above 2^63, and `uint64` is no OpenAPI format.
+        let int = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(u64::MAX as usize));
+        let string = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(MAX_STRING_ID_BYTES))
+            .description(Some(format!("1..={MAX_STRING_ID_BYTES} bytes of UTF-8, no control characters")));
+        OneOfBuilder::new()
+            .item(int)
+            .item(string)
+            .description(Some(
+                "A row id: an unsigned integer or a non-empty string. `7` and `\"7\"` are different ids.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RowId {}
 
 impl RowId {
     /// Checks the id is acceptable: strings are non-empty, at most [`MAX_STRING_ID_BYTES`]
@@ -158,13 +189,16 @@ impl Metric {
 #[serde(deny_unknown_fields)]
 pub struct HnswParams {
     /// Graph degree (links per node per layer). Default 16, range 4..=64.
-    #[serde(default = "default_m")]
+    #[serde(default = "default_m", deserialize_with = "crate::integer::deserialize")]
+    #[schema(minimum = 4, maximum = 64, default = 16)]
     pub m: u32,
     /// Candidate list size while building. Default 200, range 16..=1000.
-    #[serde(default = "default_ef_construction")]
+    #[serde(default = "default_ef_construction", deserialize_with = "crate::integer::deserialize")]
+    #[schema(minimum = 16, maximum = 1000, default = 200)]
     pub ef_construction: u32,
     /// Default candidate list size while searching. Default 64, range 1..=4096.
-    #[serde(default = "default_ef")]
+    #[serde(default = "default_ef", deserialize_with = "crate::integer::deserialize")]
+    #[schema(minimum = 1, maximum = 4096, default = 64)]
     pub ef: u32,
 }
 
@@ -330,7 +364,8 @@ mod tests {
         assert_eq!(ids, vec![RowId::Int(7), RowId::Str("7".into()), RowId::Str("doc-1".into())]);
         assert!(serde_json::from_str::<RowId>("-1").unwrap_err().to_string().contains("must not be negative"));
         assert!(serde_json::from_str::<RowId>("1.5").unwrap_err().to_string().contains("integer or a string"));
-        assert!(serde_json::from_str::<RowId>("1.0").is_err(), "a float is never an id");
+        assert_eq!(serde_json::from_str::<RowId>("1.0").unwrap(), RowId::Int(1), "JSON Schema's integer admits 1.0");
+        assert!(serde_json::from_str::<RowId>("1e19").unwrap_err().to_string().contains("below 2^53"));
         assert!(serde_json::from_str::<RowId>("true").unwrap_err().to_string().contains("expected an id"));
         // Both forms survive a round trip, the whole u64 range included.
         for id in [RowId::Int(0), RowId::Int(u64::MAX), RowId::Str("ü-1".into())] {
