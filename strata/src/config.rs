@@ -35,6 +35,7 @@ use strata_compactor::CompactorConfig;
 
 use crate::auth::AuthConfig;
 use crate::edge::EdgeConfig;
+use crate::tls::TlsConfig;
 use strata_coord::etcd::EtcdConfig;
 use strata_ingest::IngestConfig;
 use strata_query::QueryConfig;
@@ -81,6 +82,8 @@ pub struct Config {
     /// Allowed `Host` headers and CORS (see `edge.rs`). Default: local names only on
     /// loopback, CORS off.
     pub http: EdgeConfig,
+    /// TLS for the REST port (see `tls.rs`). Default: off.
+    pub tls: TlsConfig,
     /// Serve the API beyond loopback without API keys. Default false: such a node refuses
     /// to start (`--insecure` sets it).
     pub insecure: bool,
@@ -107,6 +110,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             auth: AuthConfig::default(),
             http: EdgeConfig::default(),
+            tls: TlsConfig::default(),
             insecure: false,
             source: None,
         }

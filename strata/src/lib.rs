@@ -12,4 +12,5 @@ pub mod http;
 pub mod node;
 pub mod openapi;
 pub mod standalone;
+pub mod tls;
 pub mod ui;

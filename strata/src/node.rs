@@ -287,13 +287,32 @@ pub async fn serve(node: Node) -> anyhow::Result<()> {
         }
     };
     let roles: Vec<&str> = node.mode.roles().iter().map(|r| r.as_str()).collect();
-    tracing::info!(%listen, node_id = %node.deps.node_id, ?roles, "strata ready");
-    eprintln!("strata {} ({}) listening on http://{listen}", node.deps.node_id, roles.join(", "));
+    let tls = match node.config.tls.files().map_err(|e| anyhow::anyhow!(e))? {
+        Some((cert, key)) => {
+            let certificates = crate::tls::Certificates::load(cert, key).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+            tokio::spawn(certificates.clone().watch(node.deps.clock.clone(), stop_rx.clone()));
+            Some(certificates.server_config().map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%listen, node_id = %node.deps.node_id, ?roles, scheme, "strata ready");
+    eprintln!("strata {} ({}) listening on {scheme}://{listen}", node.deps.node_id, roles.join(", "));
     let mut rest_stop = stop_rx.clone();
-    let rest = axum::serve(listener, node.router.clone()).with_graceful_shutdown(async move {
+    let stopped = async move {
         let _ = rest_stop.wait_for(|stop| *stop).await;
-    });
-    let rest = tokio::spawn(async move { rest.await });
+    };
+    let rest = match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config, node.deps.clock.clone())?;
+            let rest = axum::serve(listener, node.router.clone()).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { rest.await })
+        }
+        None => {
+            let rest = axum::serve(listener, node.router.clone()).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { rest.await })
+        }
+    };
     // The gRPC server only ends early if it failed (e.g. its port is taken).
     let grpc_failed = async {
         match grpc {

@@ -47,6 +47,24 @@ impl CallError {
 
 /// The environment variable the tools read an API key from.
 pub const API_KEY_ENV: &str = "STRATA_API_KEY";
+/// The environment variable naming a PEM file of CA certificates to trust (beside the
+/// system's) for `https://` URLs, e.g. a node's self-signed or private-CA certificate.
+pub const CA_FILE_ENV: &str = "STRATA_CA_FILE";
+
+/// A client builder with what every tool sends and trusts: the API key
+/// ([`auth_headers`]) and the CAs of [`CA_FILE_ENV`].
+pub fn client_builder() -> Result<reqwest::ClientBuilder> {
+    let mut builder = reqwest::Client::builder().default_headers(auth_headers()?);
+    if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(&path)
+            .with_context(|| format!("{CA_FILE_ENV}: cannot read {}", std::path::Path::new(&path).display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+            format!("{CA_FILE_ENV}: {} holds no PEM certificate", std::path::Path::new(&path).display())
+        })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    Ok(builder)
+}
 
 /// `Authorization: Bearer $STRATA_API_KEY` when that is set, for every request a tool
 /// makes (servers without keys ignore it).
@@ -63,8 +81,7 @@ pub fn auth_headers() -> Result<reqwest::header::HeaderMap> {
 
 impl Rest {
     pub fn new(url: &str) -> Result<Rest> {
-        let http = reqwest::Client::builder()
-            .default_headers(auth_headers()?)
+        let http = client_builder()?
             .connect_timeout(Duration::from_secs(10))
             .build()
             .context("cannot build the HTTP client")?;

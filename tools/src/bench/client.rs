@@ -150,8 +150,7 @@ async fn error_of(what: &str, resp: reqwest::Response) -> anyhow::Error {
 
 impl Api {
     pub(crate) fn new(url: &str, query_url: Option<&str>, encoding: VectorEncoding) -> Result<Api> {
-        let http = reqwest::Client::builder()
-            .default_headers(crate::client::auth_headers()?)
+        let http = crate::client::client_builder()?
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(256)
             .build()

@@ -1,0 +1,216 @@
+//! TLS on the REST port, with rustls (no OpenSSL), and certificates that reload.
+//!
+//! With `tls.cert_file` and `tls.key_file` (PEM) set, the node serves REST over HTTPS
+//! only (HTTP/2 and HTTP/1.1 by ALPN). The files are re-read when either changes (checked
+//! every [`WATCH_EVERY`], as cert-manager or a Kubernetes Secret update replaces them) and
+//! on SIGHUP; new handshakes use the new certificate, established connections keep theirs.
+//! A pair that fails to load (half-written, key and certificate not matching) keeps the
+//! previous pair in force and is logged.
+//!
+//! Flow: [`TlsListener::bind`] accepts TCP connections in a task of its own and runs each
+//! handshake in its own task, bounded by [`HANDSHAKE_TIMEOUT`], so a slow or silent client
+//! never holds up the others; finished handshakes reach `axum::serve` through a channel.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use serde::{Deserialize, Serialize};
+use strata_types::time::{Clock, ClockExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// `[tls]`: serve REST over TLS. Default: off (plain HTTP).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain (PEM, leaf first). Default: none.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1). Default: none.
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is on; an error when only one is set.
+    pub fn files(&self) -> Result<Option<(&Path, &Path)>, String> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            _ => Err("tls.cert_file and tls.key_file go together: set both, or neither".to_owned()),
+        }
+    }
+}
+
+/// How often the certificate files are checked for changes.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// The longest a client may take to complete its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Reads a certificate chain and its key, checking that they belong together.
+fn load(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", cert_file.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{} holds no certificate", cert_file.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", key_file.display()))?;
+    CertifiedKey::from_der(chain, key, &provider())
+        .map_err(|e| format!("{} and {} do not make a usable pair: {e}", cert_file.display(), key_file.display()))
+}
+
+/// The certificate in force, swapped on reload.
+#[derive(Debug)]
+pub struct Certificates {
+    current: RwLock<Arc<CertifiedKey>>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl Certificates {
+    /// Loads the pair; an error says which file is wrong and why.
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<Certificates>, String> {
+        let current = load(cert_file, key_file)?;
+        Ok(Arc::new(Certificates {
+            current: RwLock::new(Arc::new(current)),
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+        }))
+    }
+
+    /// Re-reads the files; on failure the pair in force stays.
+    pub fn reload(&self, why: &str) -> Result<(), String> {
+        match load(&self.cert_file, &self.key_file) {
+            Ok(pair) => {
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(pair);
+                tracing::info!(reason = why, cert = %self.cert_file.display(), "TLS certificate reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(reason = why, error = %e, "TLS certificate not reloaded; the previous one stays in force");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reloads when a file changes or on SIGHUP, until `shutdown`.
+    pub async fn watch(self: Arc<Self>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut seen = self.stamps();
+        loop {
+            let hangup_received = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let why = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = hangup_received => "SIGHUP",
+                () = clock.sleep(WATCH_EVERY) => {
+                    if self.stamps() == seen { continue }
+                    "file changed"
+                }
+            };
+            let _ = self.reload(why);
+            seen = self.stamps();
+        }
+    }
+
+    fn stamps(&self) -> [Option<(SystemTime, u64)>; 2] {
+        let stamp = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        [stamp(&self.cert_file), stamp(&self.key_file)]
+    }
+
+    /// A rustls server configuration serving these certificates (HTTP/2 and HTTP/1.1).
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, String> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// A listener whose connections have completed a TLS handshake, for `axum::serve`.
+pub struct TlsListener {
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts on `tcp` and shakes hands with `config`, until the listener is dropped.
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>, clock: Arc<dyn Clock>) -> std::io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, ready) = mpsc::channel(64);
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    _ = tx.closed() => return,
+                    accepted = tcp.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait, do not spin.
+                            tracing::warn!(error = %e, "accepting a connection failed");
+                            clock.sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let _ = stream.set_nodelay(true);
+                let (acceptor, tx, clock) = (acceptor.clone(), tx.clone(), clock.clone());
+                tokio::spawn(async move {
+                    match strata_types::time::timeout(clock.as_ref(), HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accept task only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
