@@ -11,7 +11,8 @@
 //! `cluster/filters.rs`; graceful stop (SIGTERM) with a large backlog in `cluster/stop.rs`;
 //! reads through a 30 s etcd outage in `cluster/etcd_outage.rs`; idle object-store traffic in
 //! `cluster/idle.rs`; drain and remove of ingest and query nodes, and `partial` results, in
-//! `cluster/drain.rs`; every node answering the whole REST API in `cluster/endpoint.rs`.
+//! `cluster/drain.rs`; every node answering the whole REST API in `cluster/endpoint.rs`; node-to-node
+//! gRPC over mutual TLS in `cluster/tls.rs`.
 //!
 //! Skipped with a note when etcd / SeaweedFS are not installed, unless
 //! `STRATA_REQUIRE_SERVERS=1` (then they fail); `scripts/test.sh` installs both.
@@ -37,6 +38,8 @@ mod harness;
 mod idle;
 #[path = "cluster/stop.rs"]
 mod stop;
+#[path = "cluster/tls.rs"]
+mod tls;
 #[path = "cluster/tools.rs"]
 mod tools;
 #[path = "cluster/wipes.rs"]

@@ -226,12 +226,14 @@ pub(crate) const RUNTIME_STOP: Duration = Duration::from_millis(500);
 /// Registers every role of this process as a cluster member.
 async fn register(mode: Mode, config: &Config, deps: &Deps) -> anyhow::Result<()> {
     let host = config.advertised_host();
+    let grpc_scheme = if config.rpc.tls.files()?.is_some() { "https" } else { "http" };
+    let http_scheme = if config.tls.files().map_err(|e| anyhow::anyhow!(e))?.is_some() { "https" } else { "http" };
     for role in mode.roles() {
         let member = Member {
             node_id: deps.node_id.clone(),
             role,
-            http_url: format!("http://{host}:{}", config.listen.port()),
-            grpc_url: format!("http://{host}:{}", config.grpc_listen.port()),
+            http_url: format!("{http_scheme}://{host}:{}", config.listen.port()),
+            grpc_url: format!("{grpc_scheme}://{host}:{}", config.grpc_listen.port()),
             started_ms: deps.clock.now_ms(),
         };
         deps.coord.register(member).await?;
@@ -275,15 +277,18 @@ pub async fn serve(node: Node) -> anyhow::Result<()> {
         Mode::Standalone => None,
         Mode::Cluster(_) => {
             let mut rx = stop_rx.clone();
+            let stopped = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
             let addr = node.config.grpc_listen;
             let service = node.rpc_service.clone();
-            Some(tokio::spawn(async move {
-                service
-                    .serve(addr, async move {
-                        let _ = rx.wait_for(|stop| *stop).await;
-                    })
-                    .await
-            }))
+            Some(match node.config.rpc.tls.files()? {
+                None => tokio::spawn(async move { service.serve(addr, stopped).await }),
+                Some(files) => {
+                    let incoming = mutual_tls_incoming(&node, files, stop_rx.clone()).await?;
+                    tokio::spawn(async move { service.serve_incoming(incoming, stopped).await })
+                }
+            })
         }
     };
     let roles: Vec<&str> = node.mode.roles().iter().map(|r| r.as_str()).collect();
@@ -342,6 +347,29 @@ pub async fn serve(node: Node) -> anyhow::Result<()> {
         None => Ok(()),
         Some(why) => anyhow::bail!("{why}"),
     }
+}
+
+/// Node-to-node connections over mutual TLS (`[rpc.tls]`), their certificate reloaded when
+/// its files change.
+async fn mutual_tls_incoming(
+    node: &Node,
+    files: strata_rpc::RpcTlsFiles<'_>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<
+    impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> + use<>,
+> {
+    let certificates =
+        crate::tls::Certificates::load(files.cert_file, files.key_file).map_err(|e| anyhow::anyhow!("rpc.tls: {e}"))?;
+    let config = certificates.mutual_server_config(files.ca_file).map_err(|e| anyhow::anyhow!("rpc.tls: {e}"))?;
+    tokio::spawn(certificates.watch(node.deps.clock.clone(), stop));
+    let addr = node.config.grpc_listen;
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for gRPC on {addr}: {e}"))?;
+    let ready = crate::tls::handshakes(tcp, config, node.deps.clock.clone());
+    Ok(futures::stream::unfold(ready, |mut ready| async move {
+        ready.recv().await.map(|(stream, _peer)| (Ok(stream), ready))
+    }))
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,10 @@
 //! A pair that fails to load (half-written, key and certificate not matching) keeps the
 //! previous pair in force and is logged.
 //!
-//! Flow: [`TlsListener::bind`] accepts TCP connections in a task of its own and runs each
+//! Node-to-node gRPC uses the same machinery with `[rpc.tls]`: its own certificate, and a
+//! client certificate required of every peer ([`Certificates::mutual_server_config`]).
+//!
+//! Flow: [`handshakes`] accepts TCP connections in a task of its own and runs each
 //! handshake in its own task, bounded by [`HANDSHAKE_TIMEOUT`], so a slow or silent client
 //! never holds up the others; finished handshakes reach `axum::serve` through a channel.
 
@@ -152,6 +155,71 @@ impl Certificates {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+
+    /// A rustls server configuration for node-to-node gRPC (HTTP/2): these certificates,
+    /// and a client certificate signed by a CA of `ca_file` required of every peer.
+    pub fn mutual_server_config(self: &Arc<Self>, ca_file: &Path) -> Result<Arc<ServerConfig>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let cas = CertificateDer::pem_file_iter(ca_file)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read CA certificates from {}: {e}", ca_file.display()))?;
+        for ca in cas {
+            roots.add(ca).map_err(|e| format!("{}: unusable CA certificate: {e}", ca_file.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{} holds no CA certificate", ca_file.display()));
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| format!("client certificate verifier: {e}"))?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// Connections on `tcp` that completed a handshake with `config`: each handshake runs in
+/// a task of its own, bounded by [`HANDSHAKE_TIMEOUT`]. Accepting stops once the receiver
+/// is dropped.
+pub fn handshakes(
+    tcp: TcpListener,
+    config: Arc<ServerConfig>,
+    clock: Arc<dyn Clock>,
+) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+    let (tx, ready) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = tcp.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        clock.sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (acceptor, tx, clock) = (acceptor.clone(), tx.clone(), clock.clone());
+            tokio::spawn(async move {
+                match strata_types::time::timeout(clock.as_ref(), HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ready
 }
 
 /// A listener whose connections have completed a TLS handshake, for `axum::serve`.
@@ -164,37 +232,7 @@ impl TlsListener {
     /// Accepts on `tcp` and shakes hands with `config`, until the listener is dropped.
     pub fn new(tcp: TcpListener, config: Arc<ServerConfig>, clock: Arc<dyn Clock>) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        let acceptor = TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = tx.closed() => return,
-                    accepted = tcp.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of file descriptors and the like: wait, do not spin.
-                            tracing::warn!(error = %e, "accepting a connection failed");
-                            clock.sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                let _ = stream.set_nodelay(true);
-                let (acceptor, tx, clock) = (acceptor.clone(), tx.clone(), clock.clone());
-                tokio::spawn(async move {
-                    match strata_types::time::timeout(clock.as_ref(), HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
+        Ok(TlsListener { ready: handshakes(tcp, config, clock), local })
     }
 }
 

@@ -64,6 +64,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// The node-to-node gRPC port.
+    pub fn grpc_port(&self) -> u16 {
+        self.grpc_port
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -189,11 +189,72 @@ pub struct RpcConfig {
     /// Time one call may take. Default 30,000 ms (a write waits for its WAL put; a
     /// search may first load its shard).
     pub request_timeout_ms: u64,
+    /// Mutual TLS between nodes. Default: off (plaintext on a private network).
+    pub tls: RpcTlsConfig,
 }
 
 impl Default for RpcConfig {
     fn default() -> Self {
-        Self { connect_timeout_ms: 1_000, request_timeout_ms: 30_000 }
+        Self { connect_timeout_ms: 1_000, request_timeout_ms: 30_000, tls: RpcTlsConfig::default() }
+    }
+}
+
+/// `[rpc.tls]`: node-to-node gRPC over mutual TLS. Every node serves `cert_file` and
+/// presents it as its client certificate; both ends check the other's against `ca_file`,
+/// and clients check that the server's certificate names `server_name` (one name for the
+/// whole cluster: nodes are reached at addresses a certificate cannot list ahead of time).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcTlsConfig {
+    /// This node's certificate chain (PEM). Default: none (TLS off).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Its private key (PEM). Default: none.
+    pub key_file: Option<std::path::PathBuf>,
+    /// The CA certificates (PEM) every node's certificate is signed by. Default: none.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The DNS name (subject alternative name) in every node's certificate. Default
+    /// `strata-node`.
+    pub server_name: String,
+}
+
+impl Default for RpcTlsConfig {
+    fn default() -> Self {
+        Self { cert_file: None, key_file: None, ca_file: None, server_name: "strata-node".to_owned() }
+    }
+}
+
+/// The three files of [`RpcTlsConfig`], when it is on.
+pub struct RpcTlsFiles<'a> {
+    pub cert_file: &'a std::path::Path,
+    pub key_file: &'a std::path::Path,
+    pub ca_file: &'a std::path::Path,
+}
+
+impl RpcTlsConfig {
+    /// The files when TLS is on; an error when only some are set.
+    pub fn files(&self) -> Result<Option<RpcTlsFiles<'_>>> {
+        match (&self.cert_file, &self.key_file, &self.ca_file) {
+            (Some(cert_file), Some(key_file), Some(ca_file)) => Ok(Some(RpcTlsFiles { cert_file, key_file, ca_file })),
+            (None, None, None) => Ok(None),
+            _ => Err(Error::invalid("rpc.tls.cert_file, key_file and ca_file go together: set all three, or none")),
+        }
+    }
+
+    /// tonic's client settings: trust `ca_file`, present `cert_file`, expect `server_name`.
+    /// Read when a channel is made, so renewed files apply to new connections.
+    fn client(&self) -> Result<Option<tonic::transport::ClientTlsConfig>> {
+        let Some(files) = self.files()? else { return Ok(None) };
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| Error::invalid(format!("rpc.tls: cannot read {}", path.display())).with_source(e))
+        };
+        let identity = tonic::transport::Identity::from_pem(read(files.cert_file)?, read(files.key_file)?);
+        Ok(Some(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(read(files.ca_file)?))
+                .identity(identity)
+                .domain_name(self.server_name.clone()),
+        ))
     }
 }
 
@@ -214,11 +275,16 @@ impl RpcClients {
         let channel = match channels.get(grpc_url) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(grpc_url.to_owned())
+                let mut endpoint = Endpoint::from_shared(grpc_url.to_owned())
                     .map_err(|e| Error::internal(format!("bad node address {grpc_url:?}: {e}")))?
                     .connect_timeout(Duration::from_millis(self.config.connect_timeout_ms))
                     .timeout(Duration::from_millis(self.config.request_timeout_ms))
                     .tcp_nodelay(true);
+                if let Some(tls) = self.config.tls.client()? {
+                    endpoint = endpoint
+                        .tls_config(tls)
+                        .map_err(|e| Error::invalid("rpc.tls: unusable client settings").with_source(e))?;
+                }
                 let channel = endpoint.connect_lazy();
                 channels.insert(grpc_url.to_owned(), channel.clone());
                 channel

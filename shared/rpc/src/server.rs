@@ -48,15 +48,29 @@ impl RpcCounters {
 }
 
 impl NodeService {
-    /// Serves on `addr` until `shutdown` resolves.
+    /// Serves plaintext on `addr` until `shutdown` resolves.
     pub async fn serve(self, addr: SocketAddr, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let server = NodeServer::new(self)
-            .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(super::MAX_MESSAGE_BYTES);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::invalid(format!("cannot listen for gRPC on {addr}: {e}")))?;
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        self.serve_incoming(incoming, shutdown).await
+    }
+
+    /// Serves the connections `incoming` yields (e.g. ones that completed a TLS handshake)
+    /// until `shutdown` resolves.
+    pub async fn serve_incoming<IO, IE>(
+        self,
+        incoming: impl futures::Stream<Item = std::result::Result<IO, IE>> + Send + 'static,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let server = NodeServer::new(self)
+            .max_decoding_message_size(super::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(super::MAX_MESSAGE_BYTES);
         tonic::transport::Server::builder()
             .add_service(server)
             .serve_with_incoming_shutdown(incoming, shutdown)
