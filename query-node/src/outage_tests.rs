@@ -50,6 +50,7 @@ async fn reads_fall_back_to_object_storage_while_etcd_is_stalled_or_down() {
         session_ttl_s: 2,
         connect_timeout_ms: 5000,
         request_timeout_ms: 5000,
+        ..EtcdConfig::default()
     };
     let coord = Etcd::connect(config, Arc::new(SystemClock)).await.unwrap();
     let mut deps = crate::tests::deps_on(coord).await;

@@ -20,6 +20,7 @@ fn config(etcd: &EtcdServer) -> EtcdConfig {
         session_ttl_s: 10,
         connect_timeout_ms: 5000,
         request_timeout_ms: 5000,
+        ..EtcdConfig::default()
     }
 }
 

@@ -126,25 +126,50 @@ pub struct EtcdServer {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` (and `/metrics`), whatever the client URLs speak.
+    metrics_port: u16,
+    tls: Option<EtcdTls>,
     child: Option<Child>,
+}
+
+/// Certificates for an etcd that serves clients over TLS and requires client certificates.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// etcd's own certificate (PEM, naming `localhost` / `127.0.0.1`) and key.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The CA client certificates must be signed by.
+    pub ca_file: PathBuf,
 }
 
 impl EtcdServer {
     /// Starts etcd on free ports and waits until it reports healthy.
     pub fn start() -> io::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts etcd serving clients over TLS only, requiring a client certificate signed by
+    /// `tls.ca_file` (`--client-cert-auth`).
+    pub fn start_with_tls(tls: EtcdTls) -> io::Result<Self> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<EtcdTls>) -> io::Result<Self> {
         let bin = etcd_bin().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "etcd binary not found"))?;
         with_retries("etcd", || {
             let dir = tempfile::Builder::new().prefix("strata-etcd-").tempdir()?;
-            let (client_port, peer_port) = (free_port(false)?, free_port(false)?);
-            let mut server = Self { bin: bin.clone(), dir, client_port, peer_port, child: None };
+            let (client_port, peer_port, metrics_port) = (free_port(false)?, free_port(false)?, free_port(false)?);
+            let tls = tls.clone();
+            let mut server = Self { bin: bin.clone(), dir, client_port, peer_port, metrics_port, tls, child: None };
             server.spawn()?;
             Ok(server)
         })
     }
 
-    /// The client endpoint, e.g. `http://127.0.0.1:23790`.
+    /// The client endpoint, e.g. `http://127.0.0.1:23790` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -152,8 +177,9 @@ impl EtcdServer {
     }
 
     fn spawn(&mut self) -> io::Result<()> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let metrics = format!("http://127.0.0.1:{}", self.metrics_port);
         let data = self.data_dir();
         let mut cmd = std::process::Command::new(&self.bin);
         cmd.arg("--name")
@@ -162,10 +188,15 @@ impl EtcdServer {
             .arg(&data)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--listen-metrics-urls", &metrics])
             .arg("--initial-cluster")
             .arg(format!("strata-test={peer}"));
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file").arg(&tls.cert_file).arg("--key-file").arg(&tls.key_file);
+            cmd.arg("--trusted-ca-file").arg(&tls.ca_file).arg("--client-cert-auth");
+        }
         let child = self.child.insert(Child::spawn(cmd, &self.dir.path().join("etcd.log"))?);
-        let port = self.client_port;
+        let port = self.metrics_port;
         wait_ready(child, &format!("etcd on {client}"), || http_status(port, "/health").is_some_and(|s| s == 200))
     }
 

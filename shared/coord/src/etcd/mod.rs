@@ -74,6 +74,26 @@ pub struct EtcdConfig {
     pub connect_timeout_ms: u64,
     /// Bound on every single etcd request. Default 5000.
     pub request_timeout_ms: u64,
+    /// etcd user (with etcd's auth enabled). Default: none.
+    pub user: Option<String>,
+    /// Its password; set it from the environment (`STRATA__ETCD__PASSWORD`), not a file
+    /// others read. Default: none.
+    pub password: Option<String>,
+    /// TLS to etcd (`https://` endpoints). Default: off.
+    pub tls: EtcdTlsConfig,
+}
+
+/// `[etcd.tls]`: the CA that signed etcd's certificate, and optionally this node's client
+/// certificate (for etcd's `--client-cert-auth`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdTlsConfig {
+    /// CA certificates (PEM) to trust for etcd's certificate. Default: none (TLS off).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) to present. Default: none.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Its private key (PEM). Default: none.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for EtcdConfig {
@@ -84,6 +104,9 @@ impl Default for EtcdConfig {
             session_ttl_s: 2,
             connect_timeout_ms: 5000,
             request_timeout_ms: 5000,
+            user: None,
+            password: None,
+            tls: EtcdTlsConfig::default(),
         }
     }
 }
@@ -105,7 +128,37 @@ impl EtcdConfig {
         if self.connect_timeout_ms == 0 || self.request_timeout_ms == 0 {
             return Err(Error::invalid("etcd timeouts must be positive"));
         }
+        if self.user.is_some() != self.password.is_some() {
+            return Err(Error::invalid("etcd.user and etcd.password go together: set both, or neither"));
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(Error::invalid("etcd.tls.cert_file and key_file go together: set both, or neither"));
+        }
+        if self.tls.cert_file.is_some() && self.tls.ca_file.is_none() {
+            return Err(Error::invalid("etcd.tls.cert_file needs etcd.tls.ca_file (the CA of etcd's certificate)"));
+        }
         Ok(())
+    }
+
+    /// The client options: user and password, and TLS when `tls.ca_file` is set.
+    fn connect_options(&self) -> Result<ConnectOptions> {
+        let mut options = ConnectOptions::new();
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        if let Some(ca_file) = &self.tls.ca_file {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path)
+                    .map_err(|e| Error::invalid(format!("etcd.tls: cannot read {}", path.display())).with_source(e))
+            };
+            let mut tls =
+                etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(ca_file)?));
+            if let (Some(cert), Some(key)) = (&self.tls.cert_file, &self.tls.key_file) {
+                tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            options = options.with_tls(tls);
+        }
+        Ok(options)
     }
 }
 
@@ -143,7 +196,8 @@ impl Etcd {
     pub async fn connect(config: EtcdConfig, clock: Arc<dyn Clock>) -> Result<Arc<Etcd>> {
         config.validate()?;
         let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
-        let options = ConnectOptions::new()
+        let options = config
+            .connect_options()?
             .with_connect_timeout(connect_timeout)
             // HTTP/2 pings detect a dead or frozen etcd under a long-lived watch or
             // keep-alive stream, which would otherwise wait forever.

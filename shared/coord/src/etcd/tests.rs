@@ -27,6 +27,7 @@ fn config(etcd: &EtcdServer, ttl_s: u64) -> EtcdConfig {
         session_ttl_s: ttl_s,
         connect_timeout_ms: 5000,
         request_timeout_ms: 2000,
+        ..EtcdConfig::default()
     }
 }
 
@@ -198,4 +199,86 @@ async fn a_wiped_etcd_is_re_formed_without_restarting_the_client() {
     assert!(fresh.view().borrow().member(Role::Query, "node-a").is_some(), "a's member seen by a new client");
     let again = a.try_acquire(LeaseKind::Writer, "c/1", "node-a").await.unwrap().expect("lease free after the wipe");
     assert!(a.lease_valid(&again));
+}
+
+/// Certificates for [`etcd_over_tls_with_client_certificates_and_a_password`]: a CA, etcd's
+/// own certificate for 127.0.0.1, and a client certificate.
+fn write_pki(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let issuer = Issuer::from_params(&ca_params, &ca_key);
+    for (name, sans, usage) in [
+        ("server", vec!["localhost".to_owned(), "127.0.0.1".to_owned()], ExtendedKeyUsagePurpose::ServerAuth),
+        ("client", vec!["strata".to_owned()], ExtendedKeyUsagePurpose::ClientAuth),
+    ] {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+/// etcd serving TLS only, requiring client certificates, with auth enabled: a node with
+/// the CA, a client certificate and the user's password connects and coordinates; with a
+/// wrong password, without a client certificate or over plain HTTP it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_with_client_certificates_and_a_password() {
+    if !require_etcd() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_pki(dir.path());
+    let file = |name: &str| Some(dir.path().join(name));
+    let etcd = EtcdServer::start_with_tls(strata_test_support::EtcdTls {
+        cert_file: dir.path().join("server.pem"),
+        key_file: dir.path().join("server.key"),
+        ca_file: dir.path().join("ca.pem"),
+    })
+    .unwrap();
+    let tls =
+        super::EtcdTlsConfig { ca_file: file("ca.pem"), cert_file: file("client.pem"), key_file: file("client.key") };
+    let secure = EtcdConfig { tls: tls.clone(), connect_timeout_ms: 3000, ..config(&etcd, 5) };
+
+    // Turn etcd's auth on: a root user with a password.
+    let mut admin =
+        etcd_client::Client::connect([etcd.endpoint()], Some(secure.connect_options().unwrap())).await.unwrap();
+    admin.user_add("root", "s3cret", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+
+    let with_password = EtcdConfig { user: Some("root".into()), password: Some("s3cret".into()), ..secure.clone() };
+    let coord = Etcd::connect(with_password.clone(), Arc::new(SystemClock))
+        .await
+        .expect("TLS, client certificate and password");
+    coord.register(member("n1", Role::Query)).await.unwrap();
+    eventually(coord.as_ref(), "the member is listed", |view| view.members.iter().any(|m| m.node_id == "n1")).await;
+
+    // (Without a password etcd takes the client certificate's common name as the user.)
+    let refused = [
+        ("a wrong password", EtcdConfig { password: Some("guess".into()), ..with_password.clone() }),
+        (
+            "no client certificate",
+            EtcdConfig {
+                tls: super::EtcdTlsConfig { ca_file: file("ca.pem"), ..Default::default() },
+                ..with_password.clone()
+            },
+        ),
+        (
+            "plain HTTP",
+            EtcdConfig {
+                endpoints: vec![etcd.endpoint().replace("https://", "http://")],
+                tls: Default::default(),
+                ..with_password.clone()
+            },
+        ),
+    ];
+    for (what, config) in refused {
+        assert!(Etcd::connect(config, Arc::new(SystemClock)).await.is_err(), "connected with {what}");
+    }
 }
