@@ -302,24 +302,38 @@ def mount_target(m: object) -> str | None:
     return parts[1] if len(parts) >= 2 else parts[0]
 
 
-def check_compose_keys(svc: dict, w: str, keys_volume: str | None) -> None:
-    """A node serves its API with keys: a keys file from the api-keys volume, never --insecure."""
+SECRET_ENV = (
+    "STRATA__AUTH__KEYS_FILE",
+    "STRATA__TLS__CERT_FILE",
+    "STRATA__TLS__KEY_FILE",
+    "STRATA__RPC__TLS__CERT_FILE",
+    "STRATA__RPC__TLS__KEY_FILE",
+    "STRATA__RPC__TLS__CA_FILE",
+)
+
+
+def check_compose_security(svc: dict, w: str, secrets_volume: str | None) -> None:
+    """A node serves with API keys and TLS (REST, and mutual TLS between nodes) from the
+    secrets volume, never --insecure, and its health check speaks HTTPS."""
     if "--insecure" in [str(a) for a in svc.get("command") or []]:
         err(w, "must not run --insecure: the API is served with keys by default")
     env = svc.get("environment") or {}
     if isinstance(env, list):
         env = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
-    keys_file = str(env.get("STRATA__AUTH__KEYS_FILE", ""))
-    if not keys_file:
-        err(w, "environment lacks STRATA__AUTH__KEYS_FILE (API keys)")
-        return
-    mounted = [m for m in svc.get("volumes") or [] if mount_source(m) == keys_volume]
-    if not any(keys_file.startswith(mount_target(m).rstrip("/") + "/") for m in mounted):
-        err(w, f"{keys_file} is not on the api-keys volume {keys_volume!r}")
+    mounted = [mount_target(m).rstrip("/") + "/" for m in svc.get("volumes") or [] if mount_source(m) == secrets_volume]
+    for key in SECRET_ENV:
+        value = str(env.get(key, ""))
+        if not value:
+            err(w, f"environment lacks {key} (security by default)")
+        elif not any(value.startswith(m) for m in mounted):
+            err(w, f"{key}={value} is not on the secrets volume {secrets_volume!r}")
+    test = " ".join(map(str, (svc.get("healthcheck") or {}).get("test") or []))
+    if "https://" not in test or "--cacert" not in test:
+        err(w, "the health check must use https:// with --cacert (REST serves TLS)")
     deps = svc.get("depends_on") or {}
-    got = (deps.get("api-keys") or {}).get("condition") if isinstance(deps, dict) else None
+    got = (deps.get("secrets") or {}).get("condition") if isinstance(deps, dict) else None
     if got != "service_completed_successfully":
-        err(w, f"depends_on api-keys must have condition service_completed_successfully, got {got}")
+        err(w, f"depends_on secrets must have condition service_completed_successfully, got {got}")
 
 
 def check_compose() -> None:
@@ -357,19 +371,23 @@ def check_compose() -> None:
     if str(bucket.get("restart", "no")) not in ("no", "False", "false"):
         err(where, "minio-bucket is one-shot: restart must be \"no\"")
 
-    keys = services.get("api-keys") or err(where, "no service 'api-keys' (makes the admin API key)") or {}
-    if keys and str(keys.get("restart", "no")) not in ("no", "False", "false"):
-        err(where, "api-keys is one-shot: restart must be \"no\"")
-    keys_volume = next((mount_source(m) for m in keys.get("volumes") or [] if mount_source(m) in volumes), None)
-    if keys and not keys_volume:
-        err(where, "api-keys must keep the keys on a named volume")
+    secrets = services.get("secrets") or err(where, "no service 'secrets' (makes the API key and certificates)") or {}
+    if secrets and str(secrets.get("restart", "no")) not in ("no", "False", "false"):
+        err(where, "secrets is one-shot: restart must be \"no\"")
+    script = " ".join(map(str, secrets.get("command") or []))
+    for made in ("strata keys new", "strata certs new"):
+        if secrets and made not in script:
+            err(where, f"secrets must run `{made}`")
+    secrets_volume = next((mount_source(m) for m in secrets.get("volumes") or [] if mount_source(m) in volumes), None)
+    if secrets and not secrets_volume:
+        err(where, "secrets must keep what it makes on a named volume")
 
     for role in ROLES:
         svc = services.get(role)
         if not svc:
             continue
         w = f"{where}: service {role}"
-        check_compose_keys(svc, w, keys_volume)
+        check_compose_security(svc, w, secrets_volume)
         build = svc.get("build") or {}
         if not isinstance(build, dict) or build.get("dockerfile") != "deploy/Dockerfile" or build.get("context") not in (".", "./"):
             err(w, "must be built from deploy/Dockerfile with the repository root as context")
@@ -613,8 +631,9 @@ def port_number(c: dict, port: object) -> object:
 
 
 def check_pod_keys(c: dict, cw: str, mounts: dict, volumes: dict) -> None:
-    """A pod serves its API with keys from the Secret strata-api-keys, never --insecure, and
-    its own calls to the admin API (lifecycle hooks) carry its token."""
+    """A pod serves its API with keys from the Secret strata-api-keys and TLS from the Secret
+    strata-tls, never --insecure, probes over HTTPS, and its own calls to the admin API
+    (lifecycle hooks) carry its token over HTTPS."""
     if "--insecure" in [str(a) for a in c.get("args") or []]:
         err(cw, "must not run --insecure: the API is served with keys by default")
     keys_file = str((env_source(c, "STRATA__AUTH__KEYS_FILE") or {}).get("value", ""))
@@ -631,6 +650,21 @@ def check_pod_keys(c: dict, cw: str, mounts: dict, volumes: dict) -> None:
         cmd = " ".join(map(str, ((hook or {}).get("exec") or {}).get("command") or []))
         if "/v1/" in cmd and "Authorization: Bearer ${STRATA_API_KEY}" not in cmd:
             err(cw, "a lifecycle hook calls the API without the pod's key")
+        if "/v1/" in cmd and ("https://" not in cmd or "--cacert" not in cmd):
+            err(cw, "a lifecycle hook must call the API over https:// with --cacert (REST serves TLS)")
+    # TLS: REST over HTTPS and mutual TLS between nodes, from the Secret strata-tls.
+    for var in ("STRATA__TLS__CERT_FILE", "STRATA__TLS__KEY_FILE", "STRATA__RPC__TLS__CERT_FILE",
+                "STRATA__RPC__TLS__KEY_FILE", "STRATA__RPC__TLS__CA_FILE"):
+        value = str((env_source(c, var) or {}).get("value", ""))
+        vol = volumes.get((mounts.get(str(Path(value).parent)) or {}).get("name")) or {} if value else {}
+        if not value:
+            err(cw, f"env {var} (TLS) is not set")
+        elif (vol.get("secret") or {}).get("secretName") != "strata-tls":
+            err(cw, f"{var}={value} is not in a mounted Secret strata-tls")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = (c.get(probe) or {}).get("httpGet") or {}
+        if get and get.get("scheme") != "HTTPS":
+            err(cw, f"{probe} must use scheme HTTPS (REST serves TLS)")
 
 
 def check_objects(objs: list[Obj], where: str, expect_replicas: dict[str, int] | None = None) -> None:

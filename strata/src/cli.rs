@@ -46,6 +46,23 @@ enum Command {
     /// API keys: make a new one, or hash a token of your own.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// TLS certificates for a cluster without a certificate manager.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Make a private CA and one certificate for every node: writes ca.pem, node.pem and
+    /// node.key into --dir. The certificate names `strata-node` and --names.
+    New {
+        /// Where to write the files.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// More names the certificate holds (comma-separated): the hosts clients use.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,6 +191,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             eprintln!("\nadd to the keys file (or under [auth] in the configuration, as [[auth.keys]]):");
             println!("{entry}");
+            Ok(())
+        }
+        Command::Certs(CertsCommand::New { dir, names }) => {
+            crate::certs::new_cluster_certificates(&dir, &names).map_err(|e| anyhow::anyhow!(e))?;
+            eprintln!("wrote {0}/ca.pem, {0}/node.pem and {0}/node.key", dir.display());
             Ok(())
         }
         Command::Keys(KeysCommand::Hash) => {
