@@ -28,7 +28,6 @@
 mod keys;
 mod routes;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -113,7 +112,8 @@ struct Inner {
     keys: RwLock<Arc<KeySet>>,
     /// Whether keys are checked at all; set for good once any are configured.
     checks: RwLock<bool>,
-    public: HashSet<String>,
+    /// A handful of paths: a linear scan beats hashing the request path.
+    public: Vec<String>,
     /// Where `auth` came from, to re-read on reload (`None`: it cannot change).
     config_file: Option<PathBuf>,
     /// The configuration in force, for reloads without a config file.
@@ -128,7 +128,7 @@ impl Auth {
             inner: Arc::new(Inner {
                 keys: RwLock::new(Arc::new(keys)),
                 checks: RwLock::new(config.checks_keys()),
-                public: config.public_paths.iter().cloned().collect(),
+                public: config.public_paths.clone(),
                 config_file,
                 config: RwLock::new(config.clone()),
             }),
