@@ -219,7 +219,16 @@ fn on_multi_thread_runtime() -> bool {
 }
 
 /// Parses a JSON body into `T`; on failure, names the offending field.
+///
+/// Every request body is a JSON object: serde would also build a struct from an array of
+/// its fields in order (`[]` for one whose fields all have defaults), which the API does
+/// not offer, so anything but an object is refused first.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<ApiJson<T>, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Err(ApiError::invalid("malformed JSON body: the request body must be a JSON object")),
+        None => return Err(ApiError::invalid("malformed JSON body: the request body is empty; send a JSON object")),
+    }
     match serde_json::from_slice(body) {
         Ok(value) => Ok(ApiJson(value)),
         Err(_) => {

@@ -53,3 +53,22 @@ fn internals_never_reach_the_client() {
     let public = ApiError::from(Error::retryable("shard 3 is changing writers"));
     assert_eq!(public.message, "shard 3 is changing writers");
 }
+
+/// A body that is not a JSON object is refused, even where serde would build the struct
+/// from an array of its fields.
+#[test]
+fn request_bodies_must_be_objects() {
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct AllDefaults {
+        #[serde(default)]
+        limit: Option<u32>,
+    }
+    for body in ["[]", " [1]", "3", "\"x\"", "null", "", "  "] {
+        let err = super::parse::<AllDefaults>(body.as_bytes()).err().unwrap_or_else(|| panic!("{body:?} accepted"));
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.message.contains("JSON object"), "{body:?}: {}", err.message);
+    }
+    assert!(super::parse::<AllDefaults>(b" {}").is_ok());
+    assert_eq!(super::parse::<AllDefaults>(br#"{"limit": 3}"#).ok().unwrap().0.limit, Some(3));
+}
