@@ -17,16 +17,10 @@ use strata::auth::{KeyRole, ROUTES};
 const BIN: &str = env!("CARGO_BIN_EXE_strata-test-node");
 
 struct Server {
-    child: Child,
+    /// Killed when the test ends, passed or not.
+    child: strata_test_support::KillOnDrop,
     url: String,
     log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -75,7 +69,7 @@ fn spawn(dir: &Path, listen: &str, extra: &[&str]) -> (Child, PathBuf) {
 async fn start(dir: &Path, config: &Path) -> Server {
     let port = strata_test_support::free_port(false).unwrap();
     let (child, log) = spawn(dir, &format!("127.0.0.1:{port}"), &["--config", config.to_str().unwrap()]);
-    let server = Server { child, url: format!("http://127.0.0.1:{port}"), log };
+    let server = Server { child: strata_test_support::KillOnDrop(child), url: format!("http://127.0.0.1:{port}"), log };
     let deadline = Instant::now() + Duration::from_secs(60);
     while reqwest::get(format!("{}/healthz", server.url)).await.is_err() {
         assert!(Instant::now() < deadline, "server did not come up: {}", server.log());
@@ -287,7 +281,7 @@ async fn an_open_api_beyond_loopback_is_refused_unless_insecure() {
     assert!(said.contains("refusing to serve the API") && said.contains("--insecure"), "{said}");
 
     let (child, log) = spawn(dir.path(), &everywhere, &["--insecure"]);
-    let server = Server { child, url: format!("http://127.0.0.1:{port}"), log };
+    let server = Server { child: strata_test_support::KillOnDrop(child), url: format!("http://127.0.0.1:{port}"), log };
     let deadline = Instant::now() + Duration::from_secs(60);
     while reqwest::get(format!("{}/healthz", server.url)).await.is_err() {
         assert!(Instant::now() < deadline, "--insecure did not start: {}", server.log());

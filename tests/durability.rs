@@ -14,7 +14,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,16 +23,9 @@ use serde_json::{Value, json};
 const DIM: usize = 8;
 
 struct Server {
-    child: Child,
+    /// Killed when the test ends, passed or not.
+    child: strata_test_support::KillOnDrop,
     url: String,
-}
-
-impl Drop for Server {
-    /// Never leave a server running, even when an assertion fails mid-test.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -59,7 +52,7 @@ async fn start(data: &std::path::Path, config: &std::path::Path) -> Server {
         assert!(Instant::now() < deadline, "server did not come up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Server { child, url }
+    Server { child: strata_test_support::KillOnDrop(child), url }
 }
 
 fn sigkill(server: &mut Server) {

@@ -10,7 +10,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -44,15 +44,9 @@ impl Drop for Tmpfs {
 }
 
 struct Server {
-    child: Child,
+    /// Killed when the test ends, passed or not.
+    child: strata_test_support::KillOnDrop,
     url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start(data: &Path, cache: &Path, log: &Path) -> Server {
@@ -74,7 +68,7 @@ async fn start(data: &Path, cache: &Path, log: &Path) -> Server {
         assert!(Instant::now() < deadline, "server did not come up: {}", std::fs::read_to_string(log).unwrap());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Server { child, url }
+    Server { child: strata_test_support::KillOnDrop(child), url }
 }
 
 fn vector_of(id: u64) -> Vec<f32> {

@@ -8,23 +8,12 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata-test-node");
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A CA (certificate PEM) and a server certificate and key it signed for localhost.
 struct Pki {
@@ -51,7 +40,8 @@ fn client_trusting(ca_pem: &str) -> reqwest::Client {
         .unwrap()
 }
 
-async fn start(dir: &Path, port: u16) -> Server {
+/// The server, killed when the test ends.
+async fn start(dir: &Path, port: u16) -> strata_test_support::KillOnDrop {
     let child = Command::new(BIN)
         .args(["standalone", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
@@ -63,7 +53,7 @@ async fn start(dir: &Path, port: u16) -> Server {
         .stderr(std::fs::File::create(dir.join("strata.log")).unwrap())
         .spawn()
         .unwrap();
-    Server { child }
+    strata_test_support::KillOnDrop(child)
 }
 
 /// `GET /healthz` from a new client trusting only `ca_pem`: a full handshake every time

@@ -15,3 +15,4 @@ pub mod openapi;
 pub mod standalone;
 pub mod tls;
 pub mod ui;
+pub mod watch;

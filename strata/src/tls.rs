@@ -2,7 +2,7 @@
 //!
 //! With `tls.cert_file` and `tls.key_file` (PEM) set, the node serves REST over HTTPS
 //! only (HTTP/2 and HTTP/1.1 by ALPN). The files are re-read when either changes (checked
-//! every [`WATCH_EVERY`], as cert-manager or a Kubernetes Secret update replaces them) and
+//! every [`crate::watch::WATCH_EVERY`], as cert-manager or a Kubernetes Secret update replaces them) and
 //! on SIGHUP; new handshakes use the new certificate, established connections keep theirs.
 //! A pair that fails to load (half-written, key and certificate not matching) keeps the
 //! previous pair in force and is logged.
@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
@@ -53,8 +53,6 @@ impl TlsConfig {
     }
 }
 
-/// How often the certificate files are checked for changes.
-pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 /// The longest a client may take to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -117,32 +115,12 @@ impl Certificates {
     }
 
     /// Reloads when a file changes or on SIGHUP, until `shutdown`.
-    pub async fn watch(self: Arc<Self>, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut seen = self.stamps();
-        loop {
-            let hangup_received = async {
-                match hangup.as_mut() {
-                    Some(signal) => signal.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let why = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                _ = hangup_received => "SIGHUP",
-                () = clock.sleep(WATCH_EVERY) => {
-                    if self.stamps() == seen { continue }
-                    "file changed"
-                }
-            };
+    pub async fn watch(self: Arc<Self>, clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) {
+        let stamps = || vec![crate::watch::stamp(&self.cert_file), crate::watch::stamp(&self.key_file)];
+        let reload = |why| {
             let _ = self.reload(why);
-            seen = self.stamps();
-        }
-    }
-
-    fn stamps(&self) -> [Option<(SystemTime, u64)>; 2] {
-        let stamp = |p: &Path| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-        [stamp(&self.cert_file), stamp(&self.key_file)]
+        };
+        crate::watch::reload_on_change(clock, shutdown, stamps, reload).await;
     }
 
     /// A rustls server configuration serving these certificates (HTTP/2 and HTTP/1.1).

@@ -29,9 +29,8 @@ mod keys;
 mod routes;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -43,7 +42,7 @@ pub use keys::{KeyConfig, KeyRole, hash_hex, new_key_entry};
 pub use routes::ROUTES;
 use serde::{Deserialize, Serialize};
 use strata_api::{ApiError, BodyLimit};
-use strata_types::time::{Clock, ClockExt};
+use strata_types::time::Clock;
 use tokio::sync::watch;
 
 /// `[auth]`: API keys. Without any, every request is allowed (fine on loopback only; see
@@ -170,56 +169,24 @@ impl Auth {
     }
 
     /// Reloads on SIGHUP and whenever the config file or keys file changes (checked
-    /// every [`WATCH_EVERY`]), until `shutdown`.
-    pub async fn watch(self, clock: Arc<dyn Clock>, mut shutdown: watch::Receiver<bool>) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(signal) => Some(signal),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; API keys reload on file changes only");
-                None
-            }
-        };
-        let mut seen = self.file_times();
-        loop {
-            let hangup_received = async {
-                match hangup.as_mut() {
-                    Some(signal) => signal.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let tick = clock.sleep(WATCH_EVERY);
-            let why = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                _ = hangup_received => "SIGHUP",
-                () = tick => {
-                    let now = self.file_times();
-                    if now == seen { continue }
-                    "file changed"
-                }
-            };
+    /// every [`crate::watch::WATCH_EVERY`]), until `shutdown`.
+    pub async fn watch(self, clock: Arc<dyn Clock>, shutdown: watch::Receiver<bool>) {
+        let reload = |why| {
             let _ = self.reload(why);
-            seen = self.file_times();
-        }
+        };
+        crate::watch::reload_on_change(clock, shutdown, || self.file_times(), reload).await;
     }
 
     /// Modification times (and sizes) of the files keys come from.
-    fn file_times(&self) -> Vec<Option<(SystemTime, u64)>> {
+    fn file_times(&self) -> Vec<crate::watch::Stamp> {
         let keys_file = self.inner.config.read().unwrap_or_else(|e| e.into_inner()).keys_file.clone();
-        [self.inner.config_file.clone(), keys_file].into_iter().flatten().map(|p| stamp(&p)).collect()
+        [self.inner.config_file.clone(), keys_file].into_iter().flatten().map(|p| crate::watch::stamp(&p)).collect()
     }
 
     /// Whether anything can change the keys while the node runs.
     pub fn watchable(&self) -> bool {
         !self.file_times().is_empty()
     }
-}
-
-/// How often the key files are checked for changes.
-pub const WATCH_EVERY: Duration = Duration::from_secs(2);
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// The authentication and authorisation layer (see the module docs for the steps).

@@ -320,7 +320,7 @@ async fn the_watcher_reloads_when_the_keys_file_changes() {
         while clock.sleepers() == 0 {
             tokio::task::yield_now().await;
         }
-        clock.advance(WATCH_EVERY);
+        clock.advance(crate::watch::WATCH_EVERY);
         tokio::task::yield_now().await;
         status = call(&app, "GET", "/v1/cluster/nodes", Some("new"), "").await.0;
         if status == StatusCode::OK {

@@ -29,8 +29,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use process::free_port;
 use process::{Child, http_status, wait_until};
+pub use process::{KillOnDrop, free_port};
 pub use store::{BeforeGet, BeforePut, HookedStore};
 
 /// The environment variable that turns "skip when a server is missing" into a failure.

@@ -135,3 +135,27 @@ impl Drop for Child {
         self.kill();
     }
 }
+
+/// A process a test spawned itself (a `strata` node, say), killed and reaped when dropped,
+/// even when an assertion fails mid-test. Derefs to the [`std::process::Child`].
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
