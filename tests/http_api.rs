@@ -223,6 +223,18 @@ async fn bad_input_is_refused_with_a_clear_4xx_and_nothing_is_written() {
             "malformed query string",
         ),
         (
+            "removing the standalone node",
+            ("DELETE", "/v1/cluster/nodes/standalone", None),
+            StatusCode::CONFLICT,
+            "it is the only node",
+        ),
+        (
+            "draining the standalone node",
+            ("POST", "/v1/cluster/nodes/standalone/drain", None),
+            StatusCode::CONFLICT,
+            "it is the only node",
+        ),
+        (
             "ef too large",
             ("POST", "/v1/collections/c/search", Some(json!({"vector": [1.0, 1.0], "ef": 100000}))),
             StatusCode::BAD_REQUEST,

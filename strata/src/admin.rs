@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use strata_api::openapi::{INVALID_QUERY, ServerErrors};
 use strata_api::{ApiQuery, ApiResult, ErrorBody};
@@ -142,14 +142,32 @@ const NO_NODE: &str = "no member of the cluster has this id";
 )]
 pub struct AdminApi;
 
-pub fn router(deps: Deps) -> Router {
+/// The admin API. A `standalone` process is the only node there is: draining or removing
+/// it would leave nothing to serve its shards, so those two answer 409 there.
+pub fn router(deps: Deps, standalone: bool) -> Router {
     Router::new()
         .route("/v1/cluster/nodes", get(list_nodes))
         .route("/v1/cluster/nodes/{id}", get(node_detail).delete(remove))
         .route("/v1/cluster/nodes/{id}/drain", post(drain).delete(undrain))
         .route("/v1/cluster/shards", get(list_shards))
         .route("/v1/cluster/rebalance", post(rebalance))
+        .layer(Extension(Standalone(standalone)))
         .with_state(deps)
+}
+
+/// Whether this process is a standalone node (a request extension of the admin routes).
+#[derive(Clone, Copy)]
+struct Standalone(bool);
+
+/// Refuses to drain or remove a standalone node.
+fn refuse_on_standalone(standalone: Standalone) -> Result<(), Error> {
+    match standalone {
+        Standalone(true) => Err(Error::conflict(
+            "standalone runs every role in one process: it is the only node, and draining or removing it \
+             would leave no node to serve its shards",
+        )),
+        Standalone(false) => Ok(()),
+    }
 }
 
 fn nodes_of(view: &ClusterView) -> Vec<NodeStatus> {
@@ -283,8 +301,15 @@ async fn rebalance(
 /// Drain a node: it keeps answering, but its shards move to other nodes.
 #[utoipa::path(post, path = "/v1/cluster/nodes/{id}/drain", tag = "cluster", params(("id" = String, Path, description = NODE_ID)),
     responses((status = 200, description = "the node, draining", body = NodeStatus),
-        (status = 404, description = NO_NODE, body = ErrorBody), ServerErrors))]
-async fn drain(State(deps): State<Deps>, Path(id): Path<String>) -> ApiResult<Json<NodeStatus>> {
+        (status = 404, description = NO_NODE, body = ErrorBody),
+        (status = 409, description = "a standalone node cannot be drained: it is the only node", body = ErrorBody),
+        ServerErrors))]
+async fn drain(
+    State(deps): State<Deps>,
+    Extension(standalone): Extension<Standalone>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NodeStatus>> {
+    refuse_on_standalone(standalone)?;
     set_drain(&deps, &id, true).await
 }
 
@@ -321,16 +346,19 @@ async fn set_drain(deps: &Deps, id: &str, draining: bool) -> ApiResult<Json<Node
 #[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", tag = "cluster", params(("id" = String, Path, description = NODE_ID), RemoveParams),
     responses((status = 200, description = "the node, removed (and still drained)", body = NodeStatus),
         (status = 400, description = INVALID_QUERY, body = ErrorBody), (status = 404, description = NO_NODE, body = ErrorBody),
+        (status = 409, description = "a standalone node cannot be removed: it is the only node", body = ErrorBody),
         ServerErrors,
         (status = 503, description = "the node still serves or writes shards when `wait_ms` ran out (it stays drained; \
             retry later), or a transient failure", body = ErrorBody,
             headers(("Retry-After" = u64, description = "seconds to wait before retrying")))))]
 async fn remove(
     State(deps): State<Deps>,
+    Extension(standalone): Extension<Standalone>,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<RemoveParams>,
 ) -> ApiResult<Json<NodeStatus>> {
     let wait = wait(params.wait_ms, 30_000, 120_000)?;
+    refuse_on_standalone(standalone)?;
     let Json(mut status) = set_drain(&deps, &id, true).await?;
     let clock = deps.clock.as_ref();
     let deadline = clock.now() + wait;

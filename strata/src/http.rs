@@ -75,7 +75,7 @@ pub fn router(mode: Mode, deps: &Deps, api: RoleApis, counters: Arc<RpcCounters>
     let http_metrics = HttpMetrics::register(&deps.metrics, deps.clock.clone());
     let document = crate::openapi::served(api.ingest.config(), api.query.config());
     Router::new()
-        .merge(crate::admin::router(deps.clone()))
+        .merge(crate::admin::router(deps.clone(), matches!(mode, Mode::Standalone)))
         .route("/healthz", get(healthz))
         .route("/openapi.json", get(crate::openapi::openapi).with_state(document))
         .route("/metrics", get(metrics).with_state(scrape_state))
