@@ -27,6 +27,15 @@ impl Server {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the server answers `/healthz`.
+    async fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{}/healthz", self.url)).await.is_err() {
+            assert!(Instant::now() < deadline, "server did not come up: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// A key made by the CLI: its token, and the `[[keys]]` entry for the keys file.
@@ -70,11 +79,7 @@ async fn start(dir: &Path, config: &Path) -> Server {
     let port = strata_test_support::free_port(false).unwrap();
     let (child, log) = spawn(dir, &format!("127.0.0.1:{port}"), &["--config", config.to_str().unwrap()]);
     let server = Server { child: strata_test_support::KillOnDrop(child), url: format!("http://127.0.0.1:{port}"), log };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{}/healthz", server.url)).await.is_err() {
-        assert!(Instant::now() < deadline, "server did not come up: {}", server.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_up().await;
     server
 }
 
@@ -282,11 +287,7 @@ async fn an_open_api_beyond_loopback_is_refused_unless_insecure() {
 
     let (child, log) = spawn(dir.path(), &everywhere, &["--insecure"]);
     let server = Server { child: strata_test_support::KillOnDrop(child), url: format!("http://127.0.0.1:{port}"), log };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("{}/healthz", server.url)).await.is_err() {
-        assert!(Instant::now() < deadline, "--insecure did not start: {}", server.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    server.wait_up().await;
     let (status, _) = call(&server, "GET", "/v1/collections", None, Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert!(server.log().contains("without API keys"), "--insecure warns: {}", server.log());

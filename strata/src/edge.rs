@@ -58,8 +58,8 @@ impl AllowedHosts {
     /// one (HTTP/1.0, or HTTP/2 without `:authority`) is not from a browser: served.
     fn allows(&self, host: Option<&str>) -> bool {
         let (Some(names), Some(host)) = (&self.0, host) else { return true };
-        let name = host_name(host).to_ascii_lowercase();
-        names.contains(&name)
+        let name = host_name(host);
+        names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 

@@ -68,7 +68,7 @@ pub fn client_builder() -> Result<reqwest::ClientBuilder> {
 
 /// `Authorization: Bearer $STRATA_API_KEY` when that is set, for every request a tool
 /// makes (servers without keys ignore it).
-pub fn auth_headers() -> Result<reqwest::header::HeaderMap> {
+fn auth_headers() -> Result<reqwest::header::HeaderMap> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(key) = std::env::var(API_KEY_ENV).ok().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()) {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))

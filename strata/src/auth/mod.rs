@@ -108,62 +108,60 @@ pub struct Auth {
 }
 
 struct Inner {
-    keys: RwLock<Arc<KeySet>>,
-    /// Whether keys are checked at all; set for good once any are configured.
-    checks: RwLock<bool>,
+    /// What a request is checked against, swapped whole on reload.
+    state: RwLock<Arc<KeyState>>,
     /// A handful of paths: a linear scan beats hashing the request path.
     public: Vec<String>,
     /// Where `auth` came from, to re-read on reload (`None`: it cannot change).
     config_file: Option<PathBuf>,
-    /// The configuration in force, for reloads without a config file.
-    config: RwLock<AuthConfig>,
+}
+
+/// The keys in force and the configuration they came from.
+struct KeyState {
+    keys: KeySet,
+    /// Whether keys are checked at all; set for good once any are configured.
+    checks: bool,
+    /// For reloads without a config file, and for the keys file's path.
+    config: AuthConfig,
 }
 
 impl Auth {
     /// Loads the keys of `config`, which was read from `config_file` (if any).
     pub fn new(config: &AuthConfig, config_file: Option<PathBuf>) -> Result<Auth, String> {
-        let keys = config.load()?;
+        let state = KeyState { keys: config.load()?, checks: config.checks_keys(), config: config.clone() };
         Ok(Auth {
             inner: Arc::new(Inner {
-                keys: RwLock::new(Arc::new(keys)),
-                checks: RwLock::new(config.checks_keys()),
+                state: RwLock::new(Arc::new(state)),
                 public: config.public_paths.clone(),
                 config_file,
-                config: RwLock::new(config.clone()),
             }),
         })
     }
 
-    fn checks(&self) -> bool {
-        *self.inner.checks.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn keys(&self) -> Arc<KeySet> {
-        self.inner.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    fn state(&self) -> Arc<KeyState> {
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Re-reads the keys (the config file's `auth` section, then the keys file). On
     /// failure the keys in force stay, and the error says why.
     pub fn reload(&self, why: &str) -> Result<usize, String> {
-        let config = match &self.inner.config_file {
-            Some(path) => crate::config::Config::load(Some(path)).map_err(|e| e.to_string())?.auth,
-            None => self.inner.config.read().unwrap_or_else(|e| e.into_inner()).clone(),
-        };
-        let loaded = config.load();
-        let count = match loaded {
-            Ok(keys) => {
-                let count = keys.len();
-                *self.inner.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
-                let mut checks = self.inner.checks.write().unwrap_or_else(|e| e.into_inner());
-                *checks = *checks || config.checks_keys();
-                *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = config;
-                count
-            }
+        let loaded = match &self.inner.config_file {
+            Some(path) => crate::config::Config::load(Some(path)).map(|c| c.auth).map_err(|e| e.to_string()),
+            None => Ok(self.state().config.clone()),
+        }
+        .and_then(|config| Ok((config.load()?, config)));
+        let (keys, config) = match loaded {
+            Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!(target: "strata::audit", reason = why, error = %e, "API keys not reloaded; the previous keys stay in force");
                 return Err(e);
             }
         };
+        let count = keys.len();
+        let mut state = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
+        let checks = state.checks || config.checks_keys();
+        *state = Arc::new(KeyState { keys, checks, config });
+        drop(state);
         tracing::info!(target: "strata::audit", reason = why, keys = count, "API keys reloaded");
         Ok(count)
     }
@@ -179,7 +177,7 @@ impl Auth {
 
     /// Modification times (and sizes) of the files keys come from.
     fn file_times(&self) -> Vec<crate::watch::Stamp> {
-        let keys_file = self.inner.config.read().unwrap_or_else(|e| e.into_inner()).keys_file.clone();
+        let keys_file = self.state().config.keys_file.clone();
         [self.inner.config_file.clone(), keys_file].into_iter().flatten().map(|p| crate::watch::stamp(&p)).collect()
     }
 
@@ -191,12 +189,15 @@ impl Auth {
 
 /// The authentication and authorisation layer (see the module docs for the steps).
 pub async fn authorize(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
-    let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    // A `MatchedPath` clone is a reference count, not a copy.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let template = matched.as_ref().map(MatchedPath::as_str);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let needed = routes::role_needed(&method, template.as_deref());
+    let needed = routes::role_needed(&method, template);
     let audited = needed == Some(KeyRole::Admin) && !matches!(method, Method::GET | Method::HEAD);
-    if !auth.checks() {
+    let state = auth.state();
+    if !state.checks {
         let response = next.run(req).await;
         if audited {
             audit("anonymous", &method, &path, response.status());
@@ -206,12 +207,12 @@ pub async fn authorize(State(auth): State<Auth>, mut req: Request, next: Next) -
     if auth.inner.public.contains(&path) {
         return next.run(req).await;
     }
-    let key = match bearer_token(&req).map(|token| auth.keys().find(token).cloned()) {
+    let key = match bearer_token(&req).map(|token| state.keys.find(token).cloned()) {
         None => return unauthenticated("missing API key: send `Authorization: Bearer <key>`"),
         Some(None) => return unauthenticated("unknown API key"),
         Some(Some(key)) => key,
     };
-    let refused = match check(&key, needed, template.as_deref(), &path) {
+    let refused = match check(&key, needed, template, &path) {
         Err(message) => Some(message),
         Ok(()) if key.access.collections.is_some() && method == Method::POST && path == "/v1/collections" => {
             let (checked, refusal) = check_created_name(&key, req).await;
