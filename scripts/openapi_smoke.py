@@ -154,7 +154,7 @@ class Smoke:
         def row(id_, vector, **attributes):
             r = m.Row(id=id_, vector=vector)
             if attributes:
-                r.attributes = m.RowAttributesType0.from_dict(attributes)
+                r.attributes = m.Attributes.from_dict(attributes)
             return r
         upserted = self.call(rows.upsert, 200, name=name, body=m.UpsertRequest(rows=[
             row(1, [1.0, 0.0, 0.0], lang="en", year=2021),
@@ -212,7 +212,7 @@ class Smoke:
 
         self.step("update attributes, delete rows, flush, describe")
         updated = self.call(rows.update_rows, 200, name=name, body=m.UpdateRequest(
-            ids=[2], attributes=m.UpdateRequestAttributes.from_dict({"lang": "fr"})))
+            ids=[2], attributes=m.Attributes.from_dict({"lang": "fr"})))
         assert updated.updated == 1, updated
         deleted = self.call(rows.delete_rows, 200, name=name, body=m.DeleteRequest(ids=[4]))
         assert deleted.deleted == 1, deleted

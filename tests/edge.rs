@@ -36,6 +36,20 @@ async fn a_loopback_node_refuses_foreign_host_headers() {
 }
 
 #[tokio::test]
+async fn a_uri_over_the_limit_gets_a_json_414_that_states_it() {
+    let t = common::start(|_| {}).await;
+    let long = format!("/v1/collections/{}", "a".repeat(strata::edge::MAX_URI_BYTES));
+    let (status, body) = t.raw(Request::get(&long).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG);
+    assert_eq!(body["error"]["code"], "uri_too_long", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("the limit is {}", strata::edge::MAX_URI_BYTES)), "{message}");
+    // At the limit: served (here, an unknown collection).
+    let at_limit = format!("/v1/collections/{}", "a".repeat(strata::edge::MAX_URI_BYTES - "/v1/collections/".len()));
+    assert_eq!(t.raw(Request::get(&at_limit).body(Body::empty()).unwrap()).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn cors_headers_only_for_listed_origins() {
     let preflight = |origin: &str| {
         Request::builder()

@@ -48,6 +48,9 @@ pub(crate) struct Serving {
     assigned: Mutex<HashMap<Slot, ServeState>>,
     /// A planning pass has completed (readiness needs one).
     reconciled: AtomicBool,
+    /// Every shard assigned to this node was serving at some point since it started: it
+    /// stays ready from then on (see [`Serving::is_ready`]).
+    ready: AtomicBool,
     catalog: tokio::sync::Mutex<ActiveCollections>,
 }
 
@@ -69,6 +72,7 @@ impl Serving {
             metrics,
             assigned: Mutex::default(),
             reconciled: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
             catalog: tokio::sync::Mutex::new(ActiveCollections::new(catalog_poll)),
         }
     }
@@ -94,9 +98,21 @@ impl Serving {
         }
     }
 
-    /// Whether every shard assigned to this node is loaded and serving.
+    /// Whether the node has finished its first load: every shard assigned to it was
+    /// loaded and serving at once. It then stays ready while it loads shards assigned
+    /// later (a new collection, a rebalance), which their other replicas serve meanwhile:
+    /// a node that left its load balancer whenever a collection was created, or every
+    /// node at once during a rebalance, would take capacity away for nothing.
     pub fn is_ready(&self) -> bool {
-        self.reconciled.load(Ordering::Relaxed) && lock(&self.assigned).values().all(|s| *s == ServeState::Serving)
+        if self.ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        let ready =
+            self.reconciled.load(Ordering::Relaxed) && lock(&self.assigned).values().all(|s| *s == ServeState::Serving);
+        if ready {
+            self.ready.store(true, Ordering::Relaxed);
+        }
+        ready
     }
 
     /// (serving, assigned) shard counts: load progress.

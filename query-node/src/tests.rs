@@ -181,3 +181,51 @@ async fn a_query_node_starting_after_gc_of_the_first_manifests_serves_the_newest
         assert_eq!(node.describe("g").await.unwrap().stats.rows, 10);
     }
 }
+
+/// Readiness is about a node's first load: once every shard assigned at start serves, the
+/// node stays ready while it loads a collection created later, whose shard is held loading
+/// here by reads that never return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // waits in real time for the real serving loop
+async fn a_ready_node_stays_ready_while_it_loads_a_new_collection() {
+    // Once set, reads of shard data of every collection but this one never return.
+    let only = Arc::new(std::sync::OnceLock::<String>::new());
+    let hold = only.clone();
+    let store = strata_test_support::HookedStore::new().before_get(move |path| {
+        let parts: Vec<&str> = path.as_ref().split('/').collect();
+        let stall = hold.get().is_some_and(|id| parts.len() > 3 && parts[0] == "collections" && parts[1] != id);
+        Box::pin(async move {
+            if stall {
+                std::future::pending::<()>().await;
+            }
+        })
+    });
+    let deps = Deps { store: Arc::new(store), ..deps().await };
+    let member = strata_coord::Member {
+        node_id: deps.node_id.clone(),
+        role: strata_coord::Role::Query,
+        http_url: "http://127.0.0.1:1".into(),
+        grpc_url: "http://127.0.0.1:2".into(),
+        started_ms: 0,
+    };
+    deps.coord.register(member).await.unwrap();
+    let first = catalog::create(deps.store.as_ref(), &collection("first", 1), 1, 0).await.unwrap();
+    wal::put_entry(deps.store.as_ref(), &ShardPaths::new(first.id.clone(), 0), &upsert(1, 10, 1.0)).await.unwrap();
+    let config = QueryConfig { catalog_poll_ms: 50, ..Default::default() };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let node = crate::start(config, deps.clone(), rx).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !node.is_ready() {
+        assert!(std::time::Instant::now() < deadline, "the node never became ready: {:?}", node.load_progress());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    only.set(first.id).unwrap();
+    let later = catalog::create(deps.store.as_ref(), &collection("later", 1), 1, 0).await.unwrap();
+    wal::put_entry(deps.store.as_ref(), &ShardPaths::new(later.id, 0), &upsert(1, 10, 1.0)).await.unwrap();
+    while node.load_progress() != (1, 2) {
+        assert!(std::time::Instant::now() < deadline, "the new shard was not assigned: {:?}", node.load_progress());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(node.is_ready(), "a node that finished its first load left readiness to load a new collection");
+}

@@ -7,6 +7,9 @@
 //!   `127.0.0.1` and `[::1]` only; a node listening beyond loopback serves any host (its
 //!   names are not known here; it has API keys). `allowed_hosts = [...]` replaces the
 //!   default; `"*"` allows any.
+//! - **Long URIs** (over [`MAX_URI_BYTES`]) get a JSON 414 stating the limit. hyper
+//!   refuses URIs over 64 KiB itself, before any of this runs, with an empty 414; the
+//!   lower limit here means every URI a client can send gets the JSON answer below that.
 //! - **CORS** is off by default (no `Access-Control-*` headers: browsers keep other
 //!   origins out). `cors_origins = ["https://app.example"]` (or `["*"]`) lets those
 //!   origins call the API, `Authorization` header included.
@@ -69,6 +72,24 @@ fn host_name(host: &str) -> &str {
         return host.split_inclusive(']').next().unwrap_or(host);
     }
     host.rsplit_once(':').map_or(host, |(name, _port)| name)
+}
+
+/// Longest request URI (path and query) served: as nginx's default header buffer. No
+/// route needs more; collection names are at most 64 characters and ids travel in bodies.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuses URIs longer than [`MAX_URI_BYTES`] with a JSON 414.
+pub async fn check_uri_length(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len <= MAX_URI_BYTES {
+        return next.run(req).await;
+    }
+    ApiError::new(
+        StatusCode::URI_TOO_LONG,
+        "uri_too_long",
+        format!("the request URI is {len} bytes; the limit is {MAX_URI_BYTES}"),
+    )
+    .into_response()
 }
 
 /// Refuses requests addressed to a host this node does not serve.

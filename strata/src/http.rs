@@ -169,7 +169,8 @@ async fn healthz() -> &'static str {
 }
 
 /// Readiness: a query node is ready once every shard assigned to it is loaded and
-/// serving; a node without the role has none, so it is always ready.
+/// serving, and stays ready while it loads shards assigned later (see
+/// `Serving::is_ready`); a node without the role has none, so it is always ready.
 #[utoipa::path(get, path = "/readyz", tag = "node",
     responses((status = 200, description = "`ready`", content_type = "text/plain", body = String),
         (status = 503, description = "`loading shards: N/M serving`", content_type = "text/plain", body = String)))]

@@ -141,7 +141,8 @@ impl Node {
         let mut router = crate::http::router(mode, &deps, api, rpc_service.counters.clone(), auth)
             .layer(DefaultBodyLimit::max(config.max_request_bytes))
             .layer(axum::Extension(strata_api::BodyLimit(config.max_request_bytes)))
-            .layer(axum::middleware::from_fn_with_state(hosts, crate::edge::check_host));
+            .layer(axum::middleware::from_fn_with_state(hosts, crate::edge::check_host))
+            .layer(axum::middleware::from_fn(crate::edge::check_uri_length));
         // Outermost: a browser's preflight is answered before anything else looks at it.
         if let Some(cors) = crate::edge::cors(&config.http).map_err(|e| anyhow::anyhow!("http.cors_origins: {e}"))? {
             router = router.layer(cors);

@@ -40,6 +40,7 @@ pub fn document(ingest: &IngestConfig, query: &QueryConfig) -> Value {
     );
     let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serializes");
     limits(&mut doc, ingest, query);
+    rules::apply(&mut doc);
     api_keys(&mut doc);
     // Names for code generators, which would otherwise make `string` and `string[]` both
     // `STRING` (utoipa cannot put an extension on an enum).
@@ -120,6 +121,9 @@ pub(crate) fn served(ingest: &IngestConfig, query: &QueryConfig) -> Bytes {
 pub(crate) async fn openapi(State(document): State<Bytes>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], document)
 }
+
+#[path = "openapi_rules.rs"]
+mod rules;
 
 #[cfg(test)]
 #[path = "openapi_tests.rs"]
