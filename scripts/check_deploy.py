@@ -220,6 +220,15 @@ def check_dockerfile() -> None:
     if len(froms) < 2:
         err(where, "must be multi-stage (a builder and a runtime stage)")
         return
+    # `FROM image AS name`: a later `FROM name` continues that stage; follow it to the image.
+    stages = {frm[2]: frm for frm in froms if len(frm) >= 3 and frm[1].upper() == "AS"}
+    def image_of(frm: list) -> list:
+        seen = set()
+        while frm[0] in stages and frm[0] not in seen:
+            seen.add(frm[0])
+            frm = stages[frm[0]]
+        return frm
+    froms = [image_of(frm) for frm in froms]
     builder, runtime = froms[0], froms[-1]
     if not re.fullmatch(r"rust:1\.95(\.\d+)?-bookworm(@sha256:[0-9a-f]{64})?", builder[0]):
         err(where, f"builder must be a pinned rust:1.95*-bookworm image, got {builder[0]!r}")
@@ -239,7 +248,7 @@ def check_dockerfile() -> None:
     apt = re.findall(r"apt-get install[^\n]*", body)
     if apt:
         pkgs = {w for w in apt[-1].split() if not w.startswith("-") and w not in ("apt-get", "install", "&&")}
-        pkgs = {p for p in pkgs if re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", p) and p not in ("rm", "var", "lib")}
+        pkgs = {p for p in pkgs if re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", p) and p not in ("rm", "var", "lib", "fi")}
         extra = pkgs - {"ca-certificates", "curl"}
         if "ca-certificates" not in pkgs or "curl" not in pkgs or extra:
             err(where, f"the runtime should install only ca-certificates and curl, found {sorted(pkgs)}")

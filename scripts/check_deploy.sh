@@ -3,7 +3,8 @@
 #   1. `docker compose config -q` (or the old python `docker-compose`) on docker-compose.yml,
 #      without and with the `monitoring` profile;
 #   2. scripts/check_deploy.py: Dockerfile, compose, Prometheus and Kubernetes checks
-#      (renders the kustomize overlays too when `kubectl` or `kustomize` is on PATH).
+#      (renders the kustomize overlays too when `kubectl` or `kustomize` is on PATH);
+#   3. kubernetes-validate --strict on every rendered overlay (with kubectl or kustomize).
 # Installs what is missing from Debian (docker-compose, python3-yaml) when apt-get exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,3 +68,32 @@ fi
 
 echo "== scripts/check_deploy.py ($python)"
 "$python" scripts/check_deploy.py
+
+# Every overlay, rendered, against the Kubernetes API schemas (kubernetes-validate bundles
+# them, so no cluster or network is needed), strictly: unknown fields are errors. The
+# tool lives in a venv outside the repo ($STRATA_DEPLOY_VENV), from pinned requirements.
+if command -v kubectl >/dev/null 2>&1 || command -v kustomize >/dev/null 2>&1; then
+  venv="${STRATA_DEPLOY_VENV:-$HOME/.cache/strata/venv-deploy}"
+  requirements=scripts/requirements-deploy.txt
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || { echo "check_deploy: cannot create a venv (Debian: python3-venv)" >&2; exit 1; }
+  fi
+  if ! cmp -s "$requirements" "$venv/.strata-requirements-deploy"; then
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/.strata-requirements-deploy"
+  fi
+  rendered=$(mktemp -d)
+  trap 'rm -rf "$rendered"' EXIT
+  for overlay in deploy/kubernetes/overlays/*/; do
+    name=$(basename "$overlay")
+    if command -v kubectl >/dev/null 2>&1; then
+      kubectl kustomize "$overlay" > "$rendered/$name.yaml"
+    else
+      kustomize build "$overlay" > "$rendered/$name.yaml"
+    fi
+    echo "== kubernetes-validate --strict ($name overlay, Kubernetes $("$venv/bin/kubernetes-validate" --version | awk '{print $NF}'))"
+    "$venv/bin/kubernetes-validate" --strict --quiet "$rendered/$name.yaml"
+  done
+else
+  echo "check_deploy: neither kubectl nor kustomize on PATH: the overlays were not validated against the Kubernetes schemas" >&2
+fi
