@@ -153,8 +153,11 @@ impl From<Source> for Tier {
         match source {
             Source::Memory => Tier::Memory,
             Source::Disk => Tier::Disk,
-            // Only `get_or_fetch` yields Outer, and this cache never uses it.
-            Source::Outer => Tier::Store,
+            // This cache never uses `get_or_fetch`; a `get` yields Outer when it was
+            // waiting on the key (a disk lookup in flight) and another caller's `insert`
+            // answered it: the bytes came from memory, not from a fetch of this caller's.
+            // (Counting that as a miss made misses exceed the fetches.)
+            Source::Outer => Tier::Memory,
         }
     }
 }
