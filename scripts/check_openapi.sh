@@ -40,13 +40,8 @@ fi
 # The generator runs ruff (one of its dependencies) on what it writes.
 export PATH="$VENV/bin:$PATH"
 
-if [ -n "${STRATA_BIN:-}" ]; then
-  bin=$STRATA_BIN
-else
-  step "cargo build -p strata"
-  cargo build -p strata --bin strata --locked
-  bin="$CARGO_TARGET_DIR/debug/strata"
-fi
+step "strata binary"
+bin=$(scripts/strata_bin.sh)
 [ -x "$bin" ] || fail "no strata binary at $bin"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/strata-openapi.XXXXXX")

@@ -56,13 +56,8 @@ if ! $DOCKER image inspect "$BASE" >/dev/null 2>&1; then
   as_root rm -rf "$root"
 fi
 
-if [ -n "${STRATA_BIN:-}" ]; then
-  bin=$STRATA_BIN
-else
-  step "cargo build -p strata"
-  cargo build -p strata --bin strata --locked
-  bin="$CARGO_TARGET_DIR/debug/strata"
-fi
+step "strata binary"
+bin=$(scripts/strata_bin.sh)
 step "images"
 ctx=$(mktemp -d /tmp/strata-ci-images.XXXXXX)
 project=strata-ci
