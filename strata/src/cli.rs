@@ -16,6 +16,10 @@ use crate::{http, standalone};
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Strata: vector search on object storage")]
 struct Cli {
+    /// On failure, print the error's full chain and, with RUST_BACKTRACE=1, where it
+    /// arose (by default: one line).
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +53,8 @@ enum Command {
     /// TLS certificates for a cluster without a certificate manager.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Print a shell completion script, e.g. `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -142,19 +148,81 @@ impl NodeArgs {
     }
 }
 
+/// `strata cluster ...`: a view, or an admin action through the cluster admin API.
+async fn cluster(command: strata_tools::ClusterCommand) -> anyhow::Result<String> {
+    use strata_tools::ClusterCommand as C;
+    match command {
+        C::Status { url } => status::cluster_status(&url).await,
+        C::Nodes { url } => status::cluster_nodes(&url).await,
+        C::Shards { url } => status::cluster_shards(&url).await,
+        C::Drain { node, url } => {
+            status::cluster_action(&url, "POST", &format!("/v1/cluster/nodes/{node}/drain")).await
+        }
+        C::Undrain { node, url } => {
+            status::cluster_action(&url, "DELETE", &format!("/v1/cluster/nodes/{node}/drain")).await
+        }
+        C::Remove { node, wait_ms, url } => {
+            status::cluster_action(&url, "DELETE", &format!("/v1/cluster/nodes/{node}?wait_ms={wait_ms}")).await
+        }
+        C::Rebalance { wait_ms, url } => {
+            status::cluster_action(&url, "POST", &format!("/v1/cluster/rebalance?wait_ms={wait_ms}")).await
+        }
+    }
+}
+
 async fn run_role(role: Role, args: NodeArgs) -> anyhow::Result<()> {
     let node = Node::start(Mode::Cluster(role), args.config()?).await?;
     node::serve(node).await
 }
 
-/// Runs the command line (the whole of `strata`'s `main`).
-pub fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(run(Cli::parse()));
+/// Runs the command line (the whole of `strata`'s `main`). A failure is one line on
+/// stderr (`--verbose`: the whole chain, and a backtrace if RUST_BACKTRACE asks for one)
+/// and exit status 1; Ctrl-C stops a tool with status 130 (a node stops on its own).
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let verbose = cli.verbose;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
     // Dropping the runtime would wait for every blocking task, e.g. a segment build of a
     // large backlog that a stopping node no longer needs (see `node::RUNTIME_STOP`).
     runtime.shutdown_timeout(node::RUNTIME_STOP);
-    result
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is::<Interrupted>() => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(130)
+        }
+        Err(e) if verbose => {
+            eprintln!("error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A tool stopped by Ctrl-C; the message says what was done and how to go on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Interrupted(String);
+
+/// Runs a tool until it ends or Ctrl-C, whose error says `on_interrupt`.
+async fn interruptible<T>(
+    tool: impl std::future::Future<Output = anyhow::Result<T>>,
+    on_interrupt: String,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        result = tool => result,
+        _ = tokio::signal::ctrl_c() => Err(Interrupted(on_interrupt).into()),
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -168,21 +236,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IngestNode(args) => run_role(Role::Ingest, args).await,
         Command::QueryNode(args) => run_role(Role::Query, args).await,
         Command::Compactor(args) => run_role(Role::Compactor, args).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Bench(args) => interruptible(bench::run(args), "interrupted".into()).await,
         Command::Import(args) => {
-            strata_tools::import::run(&args, None).await?;
+            let checkpoint = strata_tools::import::checkpoint_path(&args);
+            let resume = format!(
+                "interrupted: every batch acknowledged so far is recorded in {}; run the same command again to \
+                 resume from there",
+                checkpoint.display()
+            );
+            interruptible(strata_tools::import::run(&args, None), resume).await?;
             Ok(())
         }
         Command::Export(args) => {
-            strata_tools::export::run(&args).await?;
+            let partial = format!("interrupted: {} is incomplete; run the export again", args.out.display());
+            interruptible(strata_tools::export::run(&args), partial).await?;
             Ok(())
         }
         Command::Search(args) => {
             print!("{}", status::search(&args.url, &args.collection, &args.vector, args.top_k).await?);
             Ok(())
         }
-        Command::Cluster(strata_tools::ClusterCommand::Status { url }) => {
-            print!("{}", status::cluster_status(&url).await?);
+        Command::Cluster(command) => {
+            print!("{}", cluster(command).await?);
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "strata",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::New { name, role, collections }) => {

@@ -2,6 +2,6 @@
 //! the library (`strata::cli`, `strata::node`), so the test package can build the same
 //! binary under another name.
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     strata::cli::main()
 }

@@ -2,6 +2,6 @@
 //! tests can start real nodes (`env!("CARGO_BIN_EXE_strata-test-node")`): Cargo exposes
 //! only a package's own binaries to its tests.
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     strata::cli::main()
 }

@@ -110,4 +110,44 @@ pub enum ClusterCommand {
         #[arg(long, default_value = "http://127.0.0.1:7700")]
         url: String,
     },
+    /// Members: roles, drain state, shards served and loading, leases held.
+    Nodes {
+        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        url: String,
+    },
+    /// Shards: writer, serving replicas and whether each is settled.
+    Shards {
+        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        url: String,
+    },
+    /// Drain a node: its shards and writer leases move to the others; it keeps running.
+    Drain {
+        /// The node id (see `strata cluster nodes`).
+        node: String,
+        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        url: String,
+    },
+    /// Undo a drain.
+    Undrain {
+        node: String,
+        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        url: String,
+    },
+    /// Drain a node, wait until it holds nothing, then remove it from the membership.
+    Remove {
+        node: String,
+        /// How long to wait for the drain, in ms (at most 120000).
+        #[arg(long, default_value_t = 30_000)]
+        wait_ms: u64,
+        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        url: String,
+    },
+    /// Wait until every shard is served by its owners (after nodes joined or left).
+    Rebalance {
+        /// How long to wait, in ms (at most 60000).
+        #[arg(long, default_value_t = 30_000)]
+        wait_ms: u64,
+        #[arg(long, default_value = "http://127.0.0.1:7700")]
+        url: String,
+    },
 }
