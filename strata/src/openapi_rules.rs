@@ -22,7 +22,6 @@ const CONTROL: &str = "[\\u0000-\\u001f\\u007f-\\u009f]";
 /// Writes the rules into `doc`'s schemas.
 pub(super) fn apply(doc: &mut Value) {
     let schemas = &mut doc["components"]["schemas"];
-    let schema_ref = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
     let nullable = |schema: Value| json!({"oneOf": [schema, {"type": "null"}]});
 
     // `strata_types::validate_attribute_key`.
@@ -93,6 +92,11 @@ fn number() -> Value {
     json!({"type": "number", "not": {"type": "integer", "minimum": (i64::MAX as u64) + 1, "maximum": u64::MAX}})
 }
 
+/// A reference to the component schema `name`.
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
 /// Standard padded base64 of a whole, non-zero number of 4-byte values, with the unused
 /// bits of the last character zero (the `base64` crate refuses others): 4n bytes are
 /// 16n/3 characters, so the text is groups of 16 characters (12 bytes, 3 values) ended by
@@ -103,7 +107,6 @@ const BASE64_F32S: &str =
 /// The filter language (`strata_types::filter`, `Filter::parse`): the schemas `Filter`,
 /// `FilterCondition`, `FilterOperators` and `FilterScalar`.
 fn filter(schemas: &mut Value) {
-    let schema_ref = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
     let description = schemas["Filter"]["description"].take();
     schemas["Filter"] = json!({
         "description": description,

@@ -234,12 +234,17 @@ impl TextIndex {
         let top = searcher
             .search_with_statistics_provider(&query, &collector, &bm25::Provider { stats })
             .map_err(internal("search"))?;
+        // Each tantivy segment's ordinal column, opened once whatever the number of hits.
+        let columns = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.fast_fields().u64(ORDINAL).map_err(internal("ordinals")))
+            .collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let segment = searcher.segment_reader(address.segment_ord);
-            let column = segment.fast_fields().u64(ORDINAL).map_err(internal("ordinals"))?;
-            let ordinal =
-                column.first(address.doc_id).ok_or_else(|| Error::internal("text index: a hit without an ordinal"))?;
+            let ordinal = columns[address.segment_ord as usize]
+                .first(address.doc_id)
+                .ok_or_else(|| Error::internal("text index: a hit without an ordinal"))?;
             out.push((ordinal as u32, score));
         }
         Ok(out)
